@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install everything stella-operators needs on a fresh Debian 12 machine (root): the real peers
+# the demo and the tests use, and a virtualenv with the pinned Python dependencies.
+# Idempotent: a second run only checks. VENV defaults to /opt/stella-venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-/opt/stella-venv}
+APT_PACKAGES=(docker.io docker-registry umoci skopeo busybox-static iproute2 iptables postgresql
+              openssh-server openssh-client procps)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts the packaged services on install; the project runs its own instances.
+for svc in docker-registry docker postgresql; do
+  (command -v systemctl >/dev/null && systemctl stop "$svc" 2>/dev/null) || service "$svc" stop >/dev/null 2>&1 || true
+done
+
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q -U pip uv >/dev/null
+"$VENV/bin/uv" pip install -q --compile-bytecode --python "$VENV/bin/python" -c constraints.txt -e ".[test]"
+# Imports must not recompile every module in every process (PYTHONDONTWRITEBYTECODE may be set).
+"$VENV/bin/python" -m compileall -q -j 0 "$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")" >/dev/null 2>&1 || true
+echo "setup: ok ($("$VENV/bin/python" -c 'import airflow; print("airflow", airflow.__version__)'))"

@@ -1,0 +1,183 @@
+"""`stella`: validate estates, cut releases, show status, verify and export evidence.
+
+Exit codes: 0 ok, 1 the thing checked is bad (invalid estate, evidence that does not verify,
+a refused release), 2 usage or environment errors. Errors are one line each, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from stella_operators.estate.errors import EstateError
+
+
+def _default_estate() -> str:
+    return os.environ.get("STELLA_ESTATE", "include/estate.yaml")
+
+
+def cmd_validate(args) -> int:
+    from stella_operators.estate.loader import load_estate
+
+    estate = load_estate(args.file)
+    targets = sum(len(e.targets) for e in estate.environments)
+    print(f"{args.file}: ok ({len(estate.apps)} apps, {len(estate.environments)} environments, {targets} targets)")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from stella_operators.estate.schema import estate_json_schema
+
+    text = json.dumps(estate_json_schema(), indent=2, sort_keys=True) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _ledger(args):
+    from stella_operators.hooks.ledger import LedgerHook
+
+    return LedgerHook(args.ledger_conn_id).get_conn()
+
+
+def cmd_release_create(args) -> int:
+    from stella_operators.estate.loader import load_estate
+    from stella_operators.hooks.signing import SigningKeyHook
+    from stella_operators.hooks.registry import registry_resolver
+    from stella_operators.release.service import cut_release, record_release
+
+    refs = {}
+    for item in args.refs:
+        if "=" not in item:
+            raise SystemExit(f"stella: give components as NAME=TAG or NAME=sha256:..., not {item!r}")
+        k, v = item.split("=", 1)
+        refs[k] = v
+    estate = load_estate(args.estate)
+    release = cut_release(estate, app=args.app, name=args.name, refs=refs, resolve=registry_resolver(estate),
+                          created_by=args.user or os.environ.get("USER", "cli"),
+                          source={"commit": args.commit} if args.commit else {})
+    record_release(_ledger(args), SigningKeyHook().get_conn(), release)
+    print(json.dumps({"release_id": release.id, "name": release.name, "content_hash": release.content_hash,
+                      "components": {c.name: c.ref for c in release.components}}, indent=2))
+    return 0
+
+
+def cmd_status(args) -> int:
+    from stella_operators.estate.loader import load_estate
+
+    estate = load_estate(args.estate)
+    ledger = _ledger(args)
+    for app in estate.apps:
+        for env in estate.app_environments(app.name):
+            rel = ledger.deployed_release(app.name, env.name)
+            shown = f"{rel.name} ({rel.id}) " + " ".join(c.ref for c in rel.components) if rel else "-"
+            print(f"{app.name:20} {env.name:12} {shown}")
+    return 0
+
+
+def cmd_evidence_verify(args) -> int:
+    """Verify each ref (ledger id or exported file) against trusted keys; 1 if any fails."""
+    from stella_operators.evidence.envelope import verify_evidence
+    from stella_operators.evidence.keys import TrustedKeys
+
+    ledger = None
+    trusted = TrustedKeys()
+    for pem in args.public_key or []:
+        trusted.add(Path(pem).read_bytes())
+    if not args.public_key:  # the ledger's registered keys
+        ledger = _ledger(args)
+        trusted = ledger.trusted_keys()
+    bad = 0
+    for ref in args.refs:
+        if Path(ref).exists():
+            text = Path(ref).read_text()
+        else:
+            from stella_operators.ledger import NotFound
+
+            ledger = ledger or _ledger(args)
+            try:
+                text = ledger.get_evidence(ref).to_file_json()
+            except NotFound:
+                print(f"MISSING: {ref}: no such evidence in the ledger")
+                bad += 1
+                continue
+        result = verify_evidence(text, trusted)
+        if result.ok:
+            print(f"ok: {ref} (key {result.key_id})")
+        else:
+            print(f"INVALID: {ref}: {result.reason}")
+            bad += 1
+    return 1 if bad else 0
+
+
+def cmd_evidence_export(args) -> int:
+    record = _ledger(args).get_evidence(args.id)  # NotFound -> one-line error, exit 2
+    Path(args.output).write_text(record.to_file_json())
+    print(f"wrote {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="stella", description=__doc__.splitlines()[0])
+    p.add_argument("--ledger-conn-id", default=None, help="Airflow Connection of the ledger")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("validate", help="validate an estate file")
+    v.add_argument("file", nargs="?", default=_default_estate())
+    v.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("schema", help="print the estate JSON Schema")
+    s.add_argument("-o", "--output")
+    s.set_defaults(func=cmd_schema)
+
+    r = sub.add_parser("release", help="releases").add_subparsers(dest="release_cmd", required=True)
+    rc = r.add_parser("create", help="resolve tags to digests and seal a release")
+    rc.add_argument("--estate", default=_default_estate())
+    rc.add_argument("--app", required=True)
+    rc.add_argument("--name", required=True)
+    rc.add_argument("--commit")
+    rc.add_argument("--user", help="recorded as created_by (default $USER)")
+    rc.add_argument("refs", nargs="+", metavar="COMPONENT=TAG|sha256:DIGEST")
+    rc.set_defaults(func=cmd_release_create)
+
+    st = sub.add_parser("status", help="deployed release per app and environment")
+    st.add_argument("--estate", default=_default_estate())
+    st.set_defaults(func=cmd_status)
+
+    e = sub.add_parser("evidence", help="evidence records").add_subparsers(dest="evidence_cmd", required=True)
+    ev = e.add_parser("verify", help="verify an evidence record (ledger id or exported file)")
+    ev.add_argument("refs", nargs="+", metavar="ID|FILE")
+    ev.add_argument("--public-key", action="append", help="trusted public key PEM (default: the ledger's keys)")
+    ev.set_defaults(func=cmd_evidence_verify)
+    ex = e.add_parser("export", help="write one evidence record to a file")
+    ex.add_argument("id")
+    ex.add_argument("-o", "--output", required=True)
+    ex.set_defaults(func=cmd_evidence_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EstateError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except SystemExit:
+        raise
+    except Exception as exc:  # one line, never a traceback (set STELLA_DEBUG=1 to see it)
+        if os.environ.get("STELLA_DEBUG"):
+            raise
+        refused = type(exc).__name__ in {"ReleaseRefused", "RegistryError", "UnknownRepositoryOrTag",
+                                         "RegistryUnauthorized", "RegistryUnreachable", "LedgerError"}
+        print(f"stella: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1 if refused else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

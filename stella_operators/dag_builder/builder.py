@@ -1,0 +1,102 @@
+"""Build Airflow DAGs from an estate file. Parsing reads the file only: no network, no ledger."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from airflow.sdk import DAG, Asset, Param
+
+from stella_operators.estate.loader import load_estate
+from stella_operators.estate.models import Estate
+from stella_operators.operators.promotion import (
+    DeployReleaseOperator,
+    RequestPromotionOperator,
+    VerifyPromotionOperator,
+)
+from stella_operators.operators.release import CreateReleaseOperator
+from stella_operators.release.service import NAME_RE
+
+START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+REF_PATTERN = r"^[A-Za-z0-9_.:/@+-]+$"
+
+
+def release_dag_id(app: str) -> str:
+    return f"stella_release__{app}"
+
+
+def promote_dag_id(app: str, env: str) -> str:
+    return f"stella_promote__{app}__{env}"
+
+
+def verified_asset(app: str, env: str) -> Asset:
+    """Event: a release of `app` was deployed and verified in `env` (extra carries the release)."""
+    return Asset(name=f"stella__{app}__{env}__verified", uri=f"stella://{app}/{env}", group="stella")
+
+
+def build_estate_dags(estate_path: str | Path) -> dict[str, DAG]:
+    """Return {dag_id: DAG}; raises EstateError (file, field path, fix) for a broken estate."""
+    path = str(Path(estate_path).resolve())
+    estate = load_estate(path)
+    dags: dict[str, DAG] = {}
+    for app in estate.apps:
+        dags[release_dag_id(app.name)] = _release_dag(estate, app.name, path)
+        for env in estate.app_environments(app.name):
+            dags[promote_dag_id(app.name, env.name)] = _promote_dag(estate, app.name, env.name, path)
+    return dags
+
+
+def _release_dag(estate: Estate, app: str, path: str) -> DAG:
+    comps = estate.app(app).components
+    params = {
+        "name": Param(type="string", pattern=NAME_RE.pattern, title="Release name",
+                      description="Unique per app, e.g. shop-2.3.1"),
+        **{c.name: Param(type="string", pattern=REF_PATTERN, minLength=1, title=f"{c.name} image",
+                         description=f"Tag or sha256 digest of {c.repository}"
+                         + (" (digests only)" if c.accept == "digests" else ""))
+           for c in comps},
+        "source_commit": Param("", type="string", title="Source commit (optional)"),
+    }
+    with DAG(dag_id=release_dag_id(app), schedule=None, start_date=START, catchup=False,
+             params=params, tags=["stella", f"app:{app}", "release"], max_active_runs=4,
+             description=f"Cut a digest-pinned release of {app}",
+             doc_md=f"Resolve each component of **{app}** to a digest once, seal the release, sign evidence.") as dag:
+        CreateReleaseOperator(
+            task_id="create_release", estate_path=path, app=app,
+            release_name="{{ params.name }}",
+            refs={c.name: "{{ params['%s'] }}" % c.name for c in comps},
+            source={"commit": "{{ params.source_commit }}"},
+        )
+    return dag
+
+
+def _promote_dag(estate: Estate, app: str, env_name: str, path: str) -> DAG:
+    env = estate.environment(env_name)
+    upstream = [u for u in estate.upstream(env_name) if u in {e.name for e in estate.app_environments(app)}]
+    schedule = [verified_asset(app, u) for u in upstream] if env.auto_promote and upstream else None
+    if env.auto_promote and upstream:
+        release_param = Param("", type="string", title="Release",
+                              description="Empty: the release the upstream environment just verified")
+        reason_param = Param("automatic promotion", type="string", title="Reason")
+    else:
+        release_param = Param(type="string", minLength=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$",
+                              title="Release", description="Release name (e.g. shop-2.3.1) or id")
+        reason_param = Param(type="string", minLength=3, title="Reason", description="Why; goes into the evidence")
+    timeout = timedelta(seconds=env.deploy_timeout_s + 60)
+    with DAG(dag_id=promote_dag_id(app, env_name), schedule=schedule, start_date=START, catchup=False,
+             params={"release": release_param, "reason": reason_param}, max_active_runs=1,
+             tags=["stella", f"app:{app}", f"env:{env_name}", "promote"],
+             description=f"Promote a release of {app} into {env_name}"
+             + (f" (after {', '.join(upstream)})" if upstream else ""),
+             doc_md=f"Promote **{app}** into **{env_name}**: check the path, deploy to "
+                    f"{len(env.targets)} target(s) with `{env.strategy}`, verify, emit the Asset.") as dag:
+        common = {"estate_path": path, "app": app, "environment": env_name}
+        request = RequestPromotionOperator(task_id="request", release="{{ params.release }}",
+                                           reason="{{ params.reason }}", **common)
+        promo = "{{ ti.xcom_pull(task_ids='request') }}"
+        deploy = DeployReleaseOperator(task_id="deploy", promotion_id=promo,
+                                       execution_timeout=timeout, **common)
+        verify = VerifyPromotionOperator(task_id="verify", promotion_id=promo,
+                                         outlets=[verified_asset(app, env_name)], **common)
+        request >> deploy >> verify
+    return dag

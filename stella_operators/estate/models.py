@@ -1,0 +1,99 @@
+"""Pydantic models of the estate file. Structure only; cross-references live in checks.py."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from stella_operators.targets.contract import HealthCheck
+
+# Names reach command lines, container names, DAG ids and file paths: no shell metacharacters.
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
+ConnId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,249}$")]
+LabelKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}$")]
+LabelValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/@+-]{0,128}$")]
+Repository = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9.:\[\]-]+/[a-z0-9]+(?:[._/-][a-z0-9]+)*$")]
+HostPort = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9.-]+(?::[0-9]{1,5})?$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Registry(_Strict):
+    """An OCI registry the estate pulls from; credentials live in the Airflow Connection."""
+
+    host: HostPort = Field(description="host[:port] as it appears at the start of repository names")
+    scheme: Literal["https", "http"] = "https"
+    connection: ConnId | None = Field(None, description="Airflow Connection with login/password")
+    verify_tls: bool = True
+
+
+class Component(_Strict):
+    name: Name
+    repository: Repository = Field(description="registry-host/repository, no tag and no digest")
+    role: Literal["primary", "sidecar", "init", "migration"] = "primary"
+    version_strategy: Literal["semver", "date", "sequential", "manual"] = "semver"
+    accept: Literal["tags", "digests"] = Field(
+        "tags", description="'digests': releases must name this component by digest, tags are refused")
+    command: list[str] | None = None
+    env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = {}
+    health: HealthCheck | None = None
+
+
+class App(_Strict):
+    name: Name
+    components: list[Component] = Field(min_length=1)
+    environments: list[Name] | None = Field(None, description="subset of environments; default all")
+
+
+class TargetConfig(_Strict):
+    name: Name
+    type: Name = Field(description="target type, e.g. docker (see `stella target-types`)")
+    connection: ConnId = Field(description="Airflow Connection id of the host; secrets live there")
+    labels: dict[LabelKey, LabelValue] = {}
+    group: Name | None = None
+
+
+class Environment(_Strict):
+    name: Name
+    requires: list[Name] | None = Field(
+        None, description="environments a release must be verified in first; default: the previous one")
+    targets: list[TargetConfig] = Field(min_length=1)
+    strategy: Literal["all_at_once"] = "all_at_once"
+    max_parallel: int = Field(4, ge=1, le=256)
+    deploy_timeout_s: float = Field(900, gt=0, le=86400)
+    health_timeout_s: float = Field(60, gt=0, le=3600)
+    on_failure: Literal["rollback"] = "rollback"
+    auto_promote: bool = Field(False, description="run when the upstream environment verifies a release")
+
+
+class Estate(_Strict):
+    version: Literal[1] = 1
+    registries: list[Registry] = []
+    apps: list[App] = Field(min_length=1)
+    environments: list[Environment] = Field(min_length=1)
+
+    def app(self, name: str) -> App:
+        return next(a for a in self.apps if a.name == name)
+
+    def environment(self, name: str) -> Environment:
+        return next(e for e in self.environments if e.name == name)
+
+    def registry_for(self, repository: str) -> Registry | None:
+        host = repository.split("/", 1)[0]
+        return next((r for r in self.registries if r.host == host), None)
+
+    def upstream(self, env: str) -> list[str]:
+        """Environments a release must be verified in before entering `env`."""
+        e = self.environment(env)
+        if e.requires is not None:
+            return list(e.requires)
+        names = [x.name for x in self.environments]
+        i = names.index(env)
+        return [names[i - 1]] if i > 0 else []
+
+    def app_environments(self, app: str) -> list[Environment]:
+        wanted = self.app(app).environments
+        return [e for e in self.environments if wanted is None or e.name in wanted]

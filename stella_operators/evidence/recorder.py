@@ -1,0 +1,23 @@
+"""Seal a decision as signed evidence about a release's digests and append it to the ledger."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from stella_operators.release.model import Release
+
+
+def record_evidence(ledger, key, evidence_type: str, release: Release, content: dict[str, Any], *,
+                    promotion_id: str | None = None, now: datetime | None = None):
+    """Sign `content` (what/where/who/why/how/when) with the release digests as subjects; store it."""
+    from stella_operators.evidence.envelope import assert_no_secrets, seal_evidence
+
+    assert_no_secrets(content)
+    ledger.register_key(key.key_id, key.public_pem())
+    subjects = [(c.repository, c.digest) for c in release.components]
+    body = {"app": release.app, "release": {"id": release.id, "name": release.name,
+                                            "content_hash": release.content_hash}, **content}
+    record = seal_evidence(evidence_type, subjects, body, key, now or datetime.now(timezone.utc))
+    ledger.append_evidence(record, promotion_id=promotion_id, release_id=release.id)
+    return record

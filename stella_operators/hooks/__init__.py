@@ -1,0 +1,1 @@
+"""Hooks: connections and transport only; secrets come from Airflow Connections."""

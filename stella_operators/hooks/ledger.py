@@ -1,0 +1,68 @@
+"""LedgerHook: opens the ledger database named by an Airflow Connection (SQLite file by default)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from airflow.sdk import BaseHook
+from sqlalchemy.engine import URL
+
+from stella_operators import settings
+
+
+def _connection_or_none(conn_id: str):
+    try:
+        return BaseHook.get_connection(conn_id)
+    except Exception as exc:  # AirflowNotFoundException moved between Airflow versions
+        if "isn't defined" in str(exc) or "not found" in str(exc).lower() or type(exc).__name__.endswith("NotFoundException"):
+            return None
+        raise
+
+
+def ledger_url_from_connection(conn: Any) -> str:
+    """SQLAlchemy URL for a Connection of type sqlite (host = file path) or postgres."""
+    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
+    if extra.get("sqlalchemy_url"):
+        return str(extra["sqlalchemy_url"])
+    ctype = (conn.conn_type or "").lower()
+    if ctype == "sqlite":
+        return f"sqlite:///{conn.host}"
+    if ctype in ("postgres", "postgresql"):
+        return URL.create("postgresql+psycopg2", username=conn.login or None, password=conn.password or None,
+                          host=conn.host or None, port=conn.port or None,
+                          database=conn.schema or None).render_as_string(hide_password=False)
+    raise ValueError(f"connection {conn.conn_id!r}: ledger needs conn_type sqlite or postgres, not {ctype!r}")
+
+
+class LedgerHook(BaseHook):
+    """The ledger: the system of record, apart from Airflow's metadata DB (which `db clean` purges).
+
+    :param ledger_conn_id: Airflow Connection of type ``sqlite`` (host = file path) or ``postgres``.
+        When it is not defined, a SQLite file under ``$STELLA_HOME`` is used.
+    """
+
+    conn_name_attr = "ledger_conn_id"
+    default_conn_name = settings.LEDGER_CONN_ID
+    hook_name = "Stella ledger"
+
+    def __init__(self, ledger_conn_id: str | None = None):
+        super().__init__()
+        self.ledger_conn_id = ledger_conn_id or settings.ledger_conn_id()
+
+    def url(self) -> str:
+        conn = _connection_or_none(self.ledger_conn_id)
+        if conn is None:
+            settings.stella_home().mkdir(parents=True, exist_ok=True)
+            return settings.default_ledger_url()
+        return ledger_url_from_connection(conn)
+
+    def get_conn(self):
+        return _open_ledger(self.url())
+
+
+@lru_cache(maxsize=8)
+def _open_ledger(url: str):
+    from stella_operators.ledger import Ledger
+
+    return Ledger.open(url)

@@ -1,0 +1,51 @@
+"""OciRegistryHook: a RegistryClient whose credentials come from an Airflow Connection."""
+
+from __future__ import annotations
+
+from airflow.sdk import BaseHook
+
+from stella_operators.estate.models import Registry
+from stella_operators.hooks.ledger import _connection_or_none
+
+
+class OciRegistryHook(BaseHook):
+    """Resolves tags to digests through the OCI Distribution API.
+
+    :param registry: the estate's registry entry (host, scheme, TLS, connection id).
+    """
+
+    hook_name = "OCI registry"
+
+    def __init__(self, registry: Registry):
+        super().__init__()
+        self.registry = registry
+
+    def get_conn(self):
+        from stella_operators.registry.client import RegistryClient
+
+        username = password = None
+        if self.registry.connection:
+            conn = _connection_or_none(self.registry.connection)
+            if conn is None:
+                raise ValueError(f"registry {self.registry.host}: Airflow Connection "
+                                 f"{self.registry.connection!r} is not defined")
+            username, password = conn.login or None, conn.password or None
+        return RegistryClient(self.registry.host, username=username, password=password,
+                              scheme=self.registry.scheme, verify_tls=self.registry.verify_tls)
+
+
+def registry_resolver(estate):
+    """A release Resolver that resolves through each repository's registry (one client per registry)."""
+    from stella_operators.release.model import ComponentDigest
+
+    clients: dict[str, object] = {}
+
+    def resolve(component, repository: str, reference: str) -> ComponentDigest:
+        registry = estate.registry_for(repository)
+        if registry.host not in clients:
+            clients[registry.host] = OciRegistryHook(registry).get_conn()
+        resolved = clients[registry.host].resolve(repository.split("/", 1)[1], reference)
+        return ComponentDigest(name=component.name, repository=repository, digest=resolved.digest,
+                               tag=None if reference.startswith("sha256:") else reference)
+
+    return resolve

@@ -1,0 +1,46 @@
+"""SigningKeyHook: the evidence signing key, from an Airflow Connection or a development key file."""
+
+from __future__ import annotations
+
+import logging
+
+from airflow.sdk import BaseHook
+
+from stella_operators import settings
+from stella_operators.hooks.ledger import _connection_or_none
+
+log = logging.getLogger(__name__)
+
+
+class SigningKeyHook(BaseHook):
+    """Ed25519 key that signs evidence.
+
+    :param signing_key_conn_id: Connection whose password holds the PEM private key (or whose
+        extra ``key_file`` names a PEM file). When not defined, a development key is created
+        under ``$STELLA_HOME/keys`` and a warning says so: fine for the demo, not for production.
+    """
+
+    conn_name_attr = "signing_key_conn_id"
+    default_conn_name = settings.SIGNING_KEY_CONN_ID
+    hook_name = "Stella evidence signing key"
+
+    def __init__(self, signing_key_conn_id: str | None = None):
+        super().__init__()
+        self.signing_key_conn_id = signing_key_conn_id or settings.signing_key_conn_id()
+
+    def get_conn(self):
+        from stella_operators.evidence.keys import SigningKey, load_or_create_dev_key
+
+        conn = _connection_or_none(self.signing_key_conn_id)
+        if conn is None:
+            path = settings.dev_key_path()
+            log.warning("Connection %r not defined: signing evidence with the development key %s",
+                        self.signing_key_conn_id, path)
+            return load_or_create_dev_key(path)
+        key_file = conn.extra_dejson.get("key_file")
+        if key_file:
+            with open(key_file, "rb") as fh:
+                return SigningKey.from_pem(fh.read())
+        if not conn.password:
+            raise ValueError(f"connection {self.signing_key_conn_id!r} has no password (PEM key) and no key_file")
+        return SigningKey.from_pem(conn.password.encode())

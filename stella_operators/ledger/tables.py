@@ -1,0 +1,151 @@
+"""The ledger's tables (SQLAlchemy Core). The schema itself is created by the migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData()
+
+# JSONB on PostgreSQL: it has equality, which the immutability triggers need.
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+# 64-bit sequence numbers on PostgreSQL; SQLite's AUTOINCREMENT needs exactly INTEGER.
+SeqType = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+# Tables whose rows the database refuses to UPDATE or DELETE.
+APPEND_ONLY_TABLES = ("evidence", "audit_events", "promotion_events", "signing_keys")
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """Timezone-aware datetimes in, UTC-aware datetimes out, on every backend (SQLite has no zones)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("the ledger stores timezone-aware datetimes only")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _id(name: str = "id", **kw) -> sa.Column:
+    return sa.Column(name, sa.String(128), primary_key=True, **kw)
+
+
+releases = sa.Table(
+    "releases", metadata,
+    _id(),
+    sa.Column("app", sa.String(128), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("content_hash", sa.String(71), nullable=False),
+    sa.Column("components", JSONType, nullable=False),
+    sa.Column("source", JSONType, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=False),
+    sa.UniqueConstraint("app", "name", name="uq_releases_app_name"),
+)
+
+promotions = sa.Table(
+    "promotions", metadata,
+    _id(),
+    sa.Column("app", sa.String(128), nullable=False),
+    sa.Column("environment", sa.String(128), nullable=False),
+    sa.Column("release_id", sa.String(128), sa.ForeignKey("releases.id", name="fk_promotions_release"),
+              nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("requested_by", sa.String(256), nullable=False),
+    sa.Column("requested_at", UTCDateTime(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("airflow_dag_id", sa.String(250), nullable=True),
+    sa.Column("airflow_run_id", sa.String(250), nullable=True),
+    sa.Column("decision", JSONType, nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("airflow_dag_id", "airflow_run_id", name="uq_promotions_airflow_run"),
+    sa.Index("ix_promotions_app_environment", "app", "environment"),
+)
+
+promotion_events = sa.Table(
+    "promotion_events", metadata,
+    sa.Column("seq", SeqType, primary_key=True, autoincrement=True),
+    sa.Column("promotion_id", sa.String(128), sa.ForeignKey("promotions.id", name="fk_promotion_events_promotion"),
+              nullable=False),
+    sa.Column("from_status", sa.String(32), nullable=True),
+    sa.Column("to_status", sa.String(32), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("detail", JSONType, nullable=True),
+    sa.Index("ix_promotion_events_promotion", "promotion_id", "to_status"),
+    sqlite_autoincrement=True,
+)
+
+deployments = sa.Table(
+    "deployments", metadata,
+    _id(),
+    sa.Column("promotion_id", sa.String(128), sa.ForeignKey("promotions.id", name="fk_deployments_promotion"),
+              nullable=False, index=True),
+    sa.Column("strategy", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.Column("previous", JSONType, nullable=False),
+    sa.Column("error", sa.Text(), nullable=True),
+)
+
+target_results = sa.Table(
+    "target_results", metadata,
+    sa.Column("deployment_id", sa.String(128), sa.ForeignKey("deployments.id", name="fk_target_results_deployment"),
+              primary_key=True),
+    sa.Column("target", sa.String(256), primary_key=True),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("digests", JSONType, nullable=False),
+    sa.Column("timings", JSONType, nullable=False),
+    sa.Column("log", sa.Text(), nullable=False),
+    sa.Column("sticker", JSONType, nullable=True),
+    sa.Column("recorded_at", UTCDateTime(), nullable=False),
+)
+
+evidence = sa.Table(
+    "evidence", metadata,
+    sa.Column("id", sa.String(71), primary_key=True),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("subjects", JSONType, nullable=False),
+    sa.Column("envelope", JSONType, nullable=False),
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("promotion_id", sa.String(128), sa.ForeignKey("promotions.id", name="fk_evidence_promotion"),
+              nullable=True, index=True),
+    sa.Column("release_id", sa.String(128), sa.ForeignKey("releases.id", name="fk_evidence_release"),
+              nullable=True, index=True),
+)
+
+audit_events = sa.Table(
+    "audit_events", metadata,
+    sa.Column("seq", SeqType, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("action", sa.String(128), nullable=False),
+    sa.Column("subject", sa.String(256), nullable=False),
+    sa.Column("detail", JSONType, nullable=False),
+    # Unique previous_hash: two writers that raced for the same chain tail cannot both commit.
+    sa.Column("previous_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("hash", sa.String(64), nullable=False, unique=True),
+    sqlite_autoincrement=True,
+)
+
+signing_keys = sa.Table(
+    "signing_keys", metadata,
+    sa.Column("key_id", sa.String(64), primary_key=True),
+    sa.Column("public_pem", sa.Text(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)

@@ -1,0 +1,1 @@
+"""Operators: templated parameters, validation, then a call into the domain services."""

@@ -1,0 +1,63 @@
+"""Base for stella operators: the estate, the ledger, the signing key and the target factory."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from importlib.metadata import entry_points
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from stella_operators.estate.checks import TARGET_TYPES_GROUP
+from stella_operators.estate.loader import load_estate
+from stella_operators.estate.models import Estate, TargetConfig
+
+
+def actor_of(context: Any) -> str:
+    """Who asked: the user who triggered the run (Airflow auth), else the scheduler."""
+    run = context.get("dag_run")
+    user = getattr(run, "triggering_user_name", None) if run is not None else None
+    return user or "airflow:scheduler"
+
+
+def build_target(target: TargetConfig):
+    """Instantiate a Target through the `stella_operators.targets` entry point of its type."""
+    for ep in entry_points(group=TARGET_TYPES_GROUP):
+        if ep.name == target.type:
+            return ep.load()(target)
+    raise ValueError(f"target {target.name}: no installed target type {target.type!r}")
+
+
+class StellaBaseOperator(BaseOperator):
+    """Common wiring. Subclasses do their work through stella_operators' plain-Python services.
+
+    :param estate_path: path of the estate YAML file (templated).
+    :param ledger_conn_id: Airflow Connection of the ledger (default ``stella_ledger``).
+    :param signing_key_conn_id: Airflow Connection of the evidence signing key.
+    """
+
+    template_fields: tuple[str, ...] = ("estate_path",)
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, estate_path: str, ledger_conn_id: str | None = None,
+                 signing_key_conn_id: str | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.estate_path = estate_path
+        self.ledger_conn_id = ledger_conn_id
+        self.signing_key_conn_id = signing_key_conn_id
+
+    @cached_property
+    def estate(self) -> Estate:
+        return load_estate(self.estate_path)
+
+    @cached_property
+    def ledger(self):
+        from stella_operators.hooks.ledger import LedgerHook
+
+        return LedgerHook(self.ledger_conn_id).get_conn()
+
+    @cached_property
+    def signing_key(self):
+        from stella_operators.hooks.signing import SigningKeyHook
+
+        return SigningKeyHook(self.signing_key_conn_id).get_conn()

@@ -1,0 +1,10 @@
+"""Promotions: a release moving into an environment, and the one state machine that governs them."""
+
+from stella_operators.promotion.state import (
+    IllegalTransition,
+    PromotionStatus,
+    TERMINAL_STATUSES,
+    check_transition,
+)
+
+__all__ = ["IllegalTransition", "PromotionStatus", "TERMINAL_STATUSES", "check_transition"]

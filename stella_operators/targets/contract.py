@@ -1,0 +1,149 @@
+"""The contract every target type implements, and the data that crosses it.
+
+A deployment is two-phase so that a failure anywhere leaves every host as it was:
+  prepare  - pull by digest, verify the digest, start the new workload beside the old, health check
+  commit   - retire the old workload, write the version sticker
+  discard  - undo a prepare (remove what it started; the old workload was never touched)
+Facts are read-only: what runs now, at which digest, with which sticker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from stella_operators.release.model import ComponentDigest
+
+
+class HealthCheck(BaseModel):
+    """Container-level health check; `command` runs inside the workload (Docker HEALTHCHECK form)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: list[str]
+    interval_s: float = 1.0
+    timeout_s: float = 3.0
+    retries: int = 3
+    start_period_s: float = 0.0
+
+
+class ComponentSpec(BaseModel):
+    """What to run for one component on a target: the pinned image plus runtime settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    component: ComponentDigest
+    command: list[str] | None = None
+    env: dict[str, str] = {}
+    health: HealthCheck | None = None
+
+
+class VersionSticker(BaseModel):
+    """`stella.version.json`: what a target should be running, written on each deployment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = 1
+    app: str
+    release_id: str
+    release_name: str
+    content_hash: str
+    components: list[ComponentDigest]
+    deployment_id: str
+    promotion_id: str
+    environment: str
+    target: str
+    strategy: str
+    deployed_at: str
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    """Everything one target needs to reach the release: built by the deploy planner."""
+
+    app: str
+    environment: str
+    target: str
+    deployment_id: str
+    components: tuple[ComponentSpec, ...]
+    sticker: VersionSticker
+    health_timeout_s: float = 60.0
+
+
+@dataclass
+class RunningComponent:
+    component: str
+    digest: str | None  # None when the running image carries no repo digest we can trust
+    workload_id: str
+    workload_name: str
+    healthy: bool | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TargetFacts:
+    """Read-only state of one target for one app."""
+
+    target: str
+    app: str
+    components: dict[str, RunningComponent]
+    sticker: VersionSticker | None
+
+    def digests(self) -> dict[str, str | None]:
+        return {name: rc.digest for name, rc in self.components.items()}
+
+
+@dataclass
+class PreparedChange:
+    """What `prepare` did on a target, enough for `commit` or `discard` to finish the job."""
+
+    target: str
+    unchanged: list[str] = field(default_factory=list)           # components already at the digest
+    started: dict[str, str] = field(default_factory=dict)        # component -> new workload id
+    to_retire: dict[str, list[str]] = field(default_factory=dict)  # component -> old workload ids
+    timings_ms: dict[str, int] = field(default_factory=dict)
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.started or any(self.to_retire.values()))
+
+
+class DeployError(RuntimeError):
+    """A deployment step failed on a target; the message says where and why (never a secret)."""
+
+    def __init__(self, target: str, message: str, *, prepared: PreparedChange | None = None):
+        super().__init__(f"{target}: {message}")
+        self.target = target
+        self.prepared = prepared
+
+
+class Target(Protocol):
+    """One host (or service) of a given type, bound to its transport."""
+
+    name: str
+
+    def facts(self, app: str) -> TargetFacts: ...
+
+    def prepare(self, plan: TargetPlan) -> PreparedChange: ...
+
+    def commit(self, plan: TargetPlan, prepared: PreparedChange) -> None: ...
+
+    def discard(self, plan: TargetPlan, prepared: PreparedChange) -> None: ...
+
+
+def sticker_labels(sticker: VersionSticker) -> dict[str, Any]:
+    """Labels that carry the sticker on a workload (full JSON plus the fields people filter on)."""
+    return {
+        "stella.app": sticker.app,
+        "stella.release.id": sticker.release_id,
+        "stella.release.name": sticker.release_name,
+        "stella.release.content_hash": sticker.content_hash,
+        "stella.deployment.id": sticker.deployment_id,
+        "stella.promotion.id": sticker.promotion_id,
+        "stella.environment": sticker.environment,
+        "stella.target": sticker.target,
+        "stella.version.json": sticker.model_dump_json(),
+    }

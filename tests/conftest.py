@@ -1,0 +1,26 @@
+"""Shared test set-up: real peers (registry, dockerd hosts, PostgreSQL) come from tests/fixtures."""
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# Airflow reads AIRFLOW_HOME at import: give the test process its own, before anything imports it.
+if "AIRFLOW_HOME" not in os.environ:
+    import tempfile
+
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="stella-test-airflow-")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
+os.environ.setdefault("STELLA_HOME", os.path.join(os.environ["AIRFLOW_HOME"], "stella"))
+
+pytest_plugins = [
+    "tests.fixtures.registry_peer",
+    "tests.fixtures.docker_peer",
+    "tests.fixtures.postgres_peer",
+    "tests.fixtures.airflow_env",
+    "tests.fixtures.estate_lab",
+]

@@ -1,0 +1,174 @@
+"""End to end, no mocks: real registry, real dockerd hosts in network namespaces, real Airflow
+(DagBag parses the shipped DAG file; runs go through `dag.test()`), real ledger and signatures.
+
+Story: two image versions are pushed; a release is cut from tags; it is promoted dev -> stage;
+a promotion that skips dev is refused and touches nothing; a second release rolls forward; a
+deliberately unhealthy release is rolled back with the previous release still running.
+"""
+
+import base64
+import io
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import docker
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def estate(estate_lab, tmp_path_factory, airflow_db):
+    d1 = estate_lab.push_web("1.0.0")
+    d2 = estate_lab.push_web("1.1.0", fmt="oci")
+    d_bad = estate_lab.push_web("9.9.9-broken", healthy=False)
+    path = tmp_path_factory.mktemp("estate") / "estate.yaml"
+    path.write_text(estate_lab.estate_yaml(health_timeout_s=15))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STELLA_ESTATE", str(path))
+    for k, v in estate_lab.connection_env().items():
+        mp.setenv(k, v)
+    yield {"path": path, "lab": estate_lab, "digests": {"1.0.0": d1, "1.1.0": d2, "broken": d_bad}}
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def dagbag(estate):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    return bag
+
+
+@pytest.fixture(scope="module")
+def ledger(estate):
+    from stella_operators.hooks.ledger import LedgerHook
+
+    return LedgerHook().get_conn()
+
+
+def run(dagbag, dag_id, **conf):
+    dag = dagbag.get_dag(dag_id)
+    dr = dag.test(run_conf=conf)
+    return dr
+
+
+def engine(lab, target) -> docker.APIClient:
+    return docker.APIClient(base_url=lab.hosts[target].engine_url, version="auto", timeout=30)
+
+
+def app_containers(client):
+    return client.containers(all=True, filters={"label": "stella.app=shop"})
+
+
+def running_digest(client, container) -> str:
+    image = client.inspect_image(container["ImageID"])
+    return image["RepoDigests"][0].split("@", 1)[1]
+
+
+def sticker_file(client, container_id) -> dict:
+    stream, _ = client.get_archive(container_id, "/stella.version.json")
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        return json.loads(tar.extractfile("stella.version.json").read())
+
+
+def assert_env_runs(lab, env, hosts, digest, release):
+    for target in hosts:
+        client = engine(lab, target)
+        containers = app_containers(client)
+        assert len(containers) == 1, f"{target} runs {[c['Names'] for c in containers]}"
+        c = containers[0]
+        assert c["State"] == "running"
+        assert running_digest(client, c) == digest
+        labels = c["Labels"]
+        assert labels["stella.release.id"] == release.id and labels["stella.environment"] == env
+        sticker = sticker_file(client, c["Id"])
+        assert sticker == json.loads(labels["stella.version.json"])
+        assert sticker["target"] == target and sticker["components"][0]["digest"] == digest
+
+
+def verify_cli(*args):
+    return subprocess.run([sys.executable, "-m", "stella_operators.cli.main", "evidence", "verify", *args],
+                          capture_output=True, text=True)
+
+
+def test_release_promote_roll_forward_and_roll_back(estate, dagbag, ledger, tmp_path):
+    lab, digests = estate["lab"], estate["digests"]
+    dev, stage = ["dev-1", "dev-2"], ["stage-1", "stage-2"]
+
+    # 1. A release from a tag: resolved once, sealed, signed.
+    dr = run(dagbag, "stella_release__shop", name="shop-1.0.0", web="1.0.0")
+    assert dr.state == "success"
+    r1 = ledger.find_release("shop", "shop-1.0.0")
+    assert r1.digests() == {"web": digests["1.0.0"]}
+
+    # 2. Skipping dev is refused; nothing is deployed anywhere.
+    dr = run(dagbag, "stella_promote__shop__stage", release="shop-1.0.0", reason="skip dev")
+    assert dr.state == "failed"
+    refused = ledger.latest_promotion("shop", "stage")
+    assert refused.status == "rejected"
+    for target in dev + stage:
+        assert app_containers(engine(lab, target)) == []
+
+    # 3. dev, then stage: every host runs exactly the release digest, with its sticker.
+    assert run(dagbag, "stella_promote__shop__dev", release="shop-1.0.0", reason="first deploy").state == "success"
+    assert_env_runs(lab, "dev", dev, digests["1.0.0"], r1)
+    assert run(dagbag, "stella_promote__shop__stage", release="shop-1.0.0", reason="dev ok").state == "success"
+    assert_env_runs(lab, "stage", stage, digests["1.0.0"], r1)
+    assert ledger.deployed_release("shop", "stage").id == r1.id
+
+    # Evidence for every step verifies; a changed byte does not.
+    records = ledger.evidence_for(release_id=r1.id)
+    assert {r.type for r in records} >= {"release", "promotion", "deployment"}
+    exported = tmp_path / "ev.json"
+    exported.write_text(records[0].to_file_json())
+    out = verify_cli(*[rec.id for rec in records], str(exported))
+    assert out.returncode == 0 and out.stdout.count("ok: ") == len(records) + 1, out.stdout + out.stderr
+    # Tamper with what the record says (the deployed digest), keep everything else well-formed.
+    doc = json.loads(exported.read_text())
+    payload = base64.b64decode(doc["envelope"]["payload"])
+    digest_hex = digests["1.0.0"].split(":", 1)[1]
+    forged = payload.replace(digest_hex.encode(), digest_hex[::-1].encode())
+    assert forged != payload
+    doc["envelope"]["payload"] = base64.b64encode(forged).decode()
+    tampered = tmp_path / "tampered.json"
+    tampered.write_text(json.dumps(doc))
+    out = verify_cli(str(tampered))
+    assert out.returncode == 1 and "INVALID" in out.stdout, out.stdout + out.stderr
+
+    # 4. Re-running the same promotion changes nothing (same container ids).
+    before = {t: [c["Id"] for c in app_containers(engine(lab, t))] for t in dev}
+    assert run(dagbag, "stella_promote__shop__dev", release="shop-1.0.0", reason="again").state == "success"
+    assert {t: [c["Id"] for c in app_containers(engine(lab, t))] for t in dev} == before
+
+    # 5. Roll forward to 1.1.0 (an OCI-format image): old containers are gone.
+    assert run(dagbag, "stella_release__shop", name="shop-1.1.0", web="1.1.0").state == "success"
+    r2 = ledger.find_release("shop", "shop-1.1.0")
+    assert run(dagbag, "stella_promote__shop__dev", release="shop-1.1.0", reason="roll forward").state == "success"
+    assert_env_runs(lab, "dev", dev, digests["1.1.0"], r2)
+    ids_r2 = {t: [c["Id"] for c in app_containers(engine(lab, t))] for t in dev}
+
+    # 6. An unhealthy release is rolled back: 1.1.0 still runs, same containers, reason recorded.
+    assert run(dagbag, "stella_release__shop", name="shop-broken", web="9.9.9-broken").state == "success"
+    dr = run(dagbag, "stella_promote__shop__dev", release="shop-broken", reason="should fail")
+    assert dr.state == "failed"
+    assert_env_runs(lab, "dev", dev, digests["1.1.0"], r2)
+    assert {t: [c["Id"] for c in app_containers(engine(lab, t))] for t in dev} == ids_r2
+    failed = ledger.latest_promotion("shop", "dev")
+    assert failed.status == "rolled_back"
+    rollback = [r for r in ledger.evidence_for(promotion_id=failed.id) if r.type == "rollback"]
+    assert len(rollback) == 1 and verify_cli(rollback[0].id).returncode == 0
+    assert ledger.deployed_release("shop", "dev").id == r2.id
+    # stage never saw any of it
+    assert_env_runs(lab, "stage", stage, digests["1.0.0"], r1)
+
+
+def test_unknown_tag_fails_the_release_run_clearly(estate, dagbag, ledger):
+    dr = run(dagbag, "stella_release__shop", name="shop-nope", web="0.0.0-missing")
+    assert dr.state == "failed"
+    assert ledger.find_release("shop", "shop-nope") is None
