@@ -14,6 +14,9 @@ if "AIRFLOW_HOME" not in os.environ:
     import tempfile
 
     os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="stella-test-airflow-")
+# Real users for REST tests (simple auth manager): roles as Airflow defines them.
+os.environ.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
+                      "admin:admin,alice:op,bob:op,carol:op,dave:op,vera:viewer")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
 os.environ.setdefault("STELLA_HOME", os.path.join(os.environ["AIRFLOW_HOME"], "stella"))
 

@@ -92,6 +92,23 @@ def assert_env_runs(lab, env, hosts, digest, release):
         assert sticker["target"] == target and sticker["components"][0]["digest"] == digest
 
 
+def asset_events(uri):
+    """The Asset events Airflow recorded for a stella environment (what downstream DAGs schedule on)."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        asset_id = session.scalar(select(AssetModel.id).where(AssetModel.uri == uri))
+        events = session.scalars(select(AssetEvent).where(AssetEvent.asset_id == asset_id)
+                                 .order_by(AssetEvent.id)).all()
+        return [{k: e.extra[k] for k in ("release_id", "release_name")} for e in events]
+
+
+def stella_cli(*args):
+    return subprocess.run([sys.executable, "-m", "stella_operators.cli.main", *args], capture_output=True, text=True)
+
+
 def verify_cli(*args):
     return subprocess.run([sys.executable, "-m", "stella_operators.cli.main", "evidence", "verify", *args],
                           capture_output=True, text=True)
@@ -118,6 +135,7 @@ def test_release_promote_roll_forward_and_roll_back(estate, dagbag, ledger, tmp_
     # 3. dev, then stage: every host runs exactly the release digest, with its sticker.
     assert run(dagbag, "stella_promote__shop__dev", release="shop-1.0.0", reason="first deploy").state == "success"
     assert_env_runs(lab, "dev", dev, digests["1.0.0"], r1)
+    assert asset_events("stella://shop/dev") == [{"release_id": r1.id, "release_name": "shop-1.0.0"}]
     assert run(dagbag, "stella_promote__shop__stage", release="shop-1.0.0", reason="dev ok").state == "success"
     assert_env_runs(lab, "stage", stage, digests["1.0.0"], r1)
     assert ledger.deployed_release("shop", "stage").id == r1.id
@@ -172,3 +190,18 @@ def test_unknown_tag_fails_the_release_run_clearly(estate, dagbag, ledger):
     dr = run(dagbag, "stella_release__shop", name="shop-nope", web="0.0.0-missing")
     assert dr.state == "failed"
     assert ledger.find_release("shop", "shop-nope") is None
+
+
+def test_cli_release_create_resolves_through_the_real_registry(estate, ledger):
+    out = stella_cli("release", "create", "--estate", str(estate["path"]), "--app", "shop",
+                     "--name", "shop-cli-1.0.0", "web=1.0.0", "--user", "carol")
+    assert out.returncode == 0, out.stderr
+    assert estate["digests"]["1.0.0"] in out.stdout
+    rel = ledger.find_release("shop", "shop-cli-1.0.0")
+    assert rel.created_by == "carol" and rel.digests() == {"web": estate["digests"]["1.0.0"]}
+    # an unknown tag: a one-line error, exit 1, nothing recorded
+    out = stella_cli("release", "create", "--estate", str(estate["path"]), "--app", "shop",
+                     "--name", "shop-cli-missing", "web=0.0.0-missing")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "0.0.0-missing" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert ledger.find_release("shop", "shop-cli-missing") is None
