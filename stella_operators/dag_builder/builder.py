@@ -9,6 +9,7 @@ from airflow.sdk import DAG, Asset, Param
 
 from stella_operators.estate.loader import load_estate
 from stella_operators.estate.models import Estate
+from stella_operators.operators.gates import EvaluateGatesOperator
 from stella_operators.operators.promotion import (
     DeployReleaseOperator,
     RequestPromotionOperator,
@@ -16,6 +17,7 @@ from stella_operators.operators.promotion import (
 )
 from stella_operators.operators.release import CreateReleaseOperator
 from stella_operators.release.service import NAME_RE
+from stella_operators.sensors.approval import ApprovalSensor
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 REF_PATTERN = r"^[A-Za-z0-9_.:/@+-]+$"
@@ -84,19 +86,26 @@ def _promote_dag(estate: Estate, app: str, env_name: str, path: str) -> DAG:
         reason_param = Param(type="string", minLength=3, title="Reason", description="Why; goes into the evidence")
     timeout = timedelta(seconds=env.deploy_timeout_s + 60)
     with DAG(dag_id=promote_dag_id(app, env_name), schedule=schedule, start_date=START, catchup=False,
-             params={"release": release_param, "reason": reason_param}, max_active_runs=1,
+             params={"release": release_param, "reason": reason_param,
+                     "freeze_override_reason": Param("", type="string", title="Freeze override reason (optional)",
+                                                     description="Only for users listed as overriders of an "
+                                                                 "active freeze window; adds one approval")},
+             max_active_runs=env.max_active_promotions,
              tags=["stella", f"app:{app}", f"env:{env_name}", "promote"],
              description=f"Promote a release of {app} into {env_name}"
              + (f" (after {', '.join(upstream)})" if upstream else ""),
-             doc_md=f"Promote **{app}** into **{env_name}**: check the path, deploy to "
+             doc_md=f"Promote **{app}** into **{env_name}**: evaluate the gates, wait for approvals, deploy to "
                     f"{len(env.targets)} target(s) with `{env.strategy}`, verify, emit the Asset.") as dag:
         common = {"estate_path": path, "app": app, "environment": env_name}
         request = RequestPromotionOperator(task_id="request", release="{{ params.release }}",
                                            reason="{{ params.reason }}", **common)
         promo = "{{ ti.xcom_pull(task_ids='request') }}"
+        gates = EvaluateGatesOperator(task_id="gates", promotion_id=promo,
+                                      freeze_override_reason="{{ params.freeze_override_reason }}", **common)
+        approval = ApprovalSensor(task_id="approval", promotion_id=promo, **common)
         deploy = DeployReleaseOperator(task_id="deploy", promotion_id=promo,
                                        execution_timeout=timeout, **common)
         verify = VerifyPromotionOperator(task_id="verify", promotion_id=promo,
                                          outlets=[verified_asset(app, env_name)], **common)
-        request >> deploy >> verify
+        request >> gates >> approval >> deploy >> verify
     return dag

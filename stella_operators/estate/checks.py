@@ -31,6 +31,7 @@ def cross_check(estate: Estate) -> Iterator[tuple[tuple, str, str]]:
                 loc = ("environments", i, "targets", j, "type")
                 yield loc, _p(loc), (f"unknown target type {target.type!r} (installed: {', '.join(sorted(types))};"
                                      " install the extra that provides it)")
+    yield from _gates_and_approvals(estate)
     cycle = _find_cycle(estate)
     if cycle:
         i = env_names.index(cycle[0])
@@ -50,6 +51,38 @@ def cross_check(estate: Estate) -> Iterator[tuple[tuple, str, str]]:
                                      f"(- host: {host}) with its scheme and connection")
 
 
+def _gates_and_approvals(estate: Estate) -> Iterator[tuple[tuple, str, str]]:
+    from stella_operators.gates.contract import GateConfigError
+    from stella_operators.gates.registry import build_gate, gate_types
+
+    groups = {g.name for g in estate.approver_groups}
+    types = gate_types()
+    for i, env in enumerate(estate.environments):
+        if env.approvals:
+            for j, g in enumerate(env.approvals.groups):
+                if g not in groups:
+                    loc = ("environments", i, "approvals", "groups", j)
+                    yield loc, _p(loc), (f"unknown approver group {g!r}; declare it under approver_groups "
+                                         f"(known: {', '.join(sorted(groups)) or 'none'})")
+            if env.approvals.required and not env.approvals.groups:
+                loc = ("environments", i, "approvals", "groups")
+                yield loc, _p(loc), "approvals are required but no approver group may give them; name a group"
+        names: dict[str, int] = {}
+        for j, spec in enumerate(env.gates):
+            base = ("environments", i, "gates", j)
+            try:
+                gate = build_gate(spec, types=types)
+            except GateConfigError as exc:
+                parts = tuple(int(p) if p.isdigit() else p for p in exc.path.split(".") if p)
+                loc = base + parts
+                yield loc, _p(loc), exc.message
+                continue
+            if gate.name in names:
+                loc = base + ("name",)
+                yield loc, _p(loc), f"duplicate gate name {gate.name!r} (first at gates[{names[gate.name]}]); set name:"
+            names[gate.name] = j
+
+
 def _duplicates(estate: Estate) -> Iterator[tuple[tuple, str, str]]:
     def dup(items, loc_prefix, what):
         seen: dict[str, int] = {}
@@ -63,6 +96,7 @@ def _duplicates(estate: Estate) -> Iterator[tuple[tuple, str, str]]:
     yield from dup([a.name for a in estate.apps], ("apps",), "app")
     yield from dup([e.name for e in estate.environments], ("environments",), "environment")
     yield from dup([r.host for r in estate.registries], ("registries",), "registry")
+    yield from dup([g.name for g in estate.approver_groups], ("approver_groups",), "approver group")
     for i, app in enumerate(estate.apps):
         yield from dup([c.name for c in app.components], ("apps", i, "components"), "component")
     seen: dict[str, tuple] = {}

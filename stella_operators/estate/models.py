@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -56,6 +56,21 @@ class TargetConfig(_Strict):
     group: Name | None = None
 
 
+class ApproverGroup(_Strict):
+    """A named set of approvers, mapped onto Airflow identities: user names and/or Airflow roles."""
+
+    name: Name
+    users: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@+-]{1,128}$")]] = []
+    roles: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_ .-]{1,64}$")]] = []
+
+
+class ApprovalRequirement(_Strict):
+    required: int = Field(1, ge=0, le=20, description="distinct eligible approvers needed (0: none)")
+    groups: list[Name] = Field(default_factory=list, description="approver groups whose members may approve")
+    separation_of_duties: bool = Field(True, description="the requester and the release creator may not approve")
+    timeout_s: float = Field(86400, gt=0, le=30 * 86400, description="then the promotion fails closed")
+
+
 class Environment(_Strict):
     name: Name
     requires: list[Name] | None = Field(
@@ -67,11 +82,19 @@ class Environment(_Strict):
     health_timeout_s: float = Field(60, gt=0, le=3600)
     on_failure: Literal["rollback"] = "rollback"
     auto_promote: bool = Field(False, description="run when the upstream environment verifies a release")
+    approvals: ApprovalRequirement | None = None
+    gates: list[dict[str, Any]] = Field(
+        default_factory=list, description="gate entries: {type: security|freeze|policy|..., name?, ...config}")
+    max_active_promotions: int = Field(
+        16, ge=1, le=1024, description="promotion runs at once (waiting for approval); deploys are serialized by the lock")
+    lock: Literal["wait", "refuse"] = Field(
+        "wait", description="when another promotion is deploying here: wait (deferred) or refuse")
 
 
 class Estate(_Strict):
     version: Literal[1] = 1
     registries: list[Registry] = []
+    approver_groups: list[ApproverGroup] = []
     apps: list[App] = Field(min_length=1)
     environments: list[Environment] = Field(min_length=1)
 

@@ -78,6 +78,7 @@ class PromotionContext:
     previous_release: Release | None = None      # currently deployed in this environment
     earlier_verdicts: tuple[GateVerdict, ...] = ()  # verdicts of the gates evaluated before this one
     labels: dict[str, str] = field(default_factory=dict)
+    upstream_verified: dict[str, bool] = field(default_factory=dict)  # env -> release verified there
 
 
 class Gate(Protocol):

@@ -1,4 +1,5 @@
-"""What the ledger hands back besides releases and promotions: deployments and their per-target results."""
+"""What the ledger hands back besides releases and promotions: deployments and their per-target results,
+approvals and gate verdicts."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from stella_operators.evidence.envelope import EvidenceRecord
+from stella_operators.gates.contract import GateVerdict
 from stella_operators.ledger.errors import LedgerError
 from stella_operators.promotion.model import Promotion
 from stella_operators.release.model import ComponentDigest, Release
@@ -44,6 +46,25 @@ class Deployment:
     previous: dict[str, dict[str, str]]  # target -> component -> digest, what ran before (for rollback)
     error: str | None
     targets: tuple[TargetResult, ...] = field(default=())
+
+
+APPROVAL_DECISIONS = ("approve", "reject")
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One approval attempt as recorded: counted, or refused with a stable reason code in `refusal`."""
+
+    seq: int
+    promotion_id: str
+    approver: str
+    decision: str            # "approve" | "reject"
+    comment: str
+    content_hash: str        # the release content hash the approver was shown (the approval binds to it)
+    counted: bool
+    refusal: str | None      # e.g. "approval.requester_cannot_approve"; None when counted
+    at: datetime
+    evidence_id: str | None = None
 
 
 def release_from_row(row) -> Release:
@@ -85,3 +106,15 @@ def deployment_from_row(row, targets: list[TargetResult]) -> Deployment:
 def evidence_from_row(row) -> EvidenceRecord:
     return EvidenceRecord(id=row.id, type=row.type, subjects=row.subjects, envelope=row.envelope,
                           key_id=row.key_id, created_at=row.created_at)
+
+
+def approval_from_row(row) -> Approval:
+    return Approval(row.seq, row.promotion_id, row.approver, row.decision, row.comment, row.content_hash,
+                    bool(row.counted), row.refusal, row.at, row.evidence_id)
+
+
+def gate_verdict_from_row(row) -> tuple[GateVerdict, dict]:
+    verdict = GateVerdict(gate_type=row.gate_type, gate_name=row.gate_name, verdict=row.verdict,
+                          reasons=tuple(row.reasons), message=row.message, remedy=row.remedy, details=row.details,
+                          inputs_hash=row.inputs_hash, evaluated_at=row.evaluated_at)
+    return verdict, row.inputs

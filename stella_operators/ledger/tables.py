@@ -15,7 +15,7 @@ JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
 SeqType = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 # Tables whose rows the database refuses to UPDATE or DELETE.
-APPEND_ONLY_TABLES = ("evidence", "audit_events", "promotion_events", "signing_keys")
+APPEND_ONLY_TABLES = ("evidence", "audit_events", "promotion_events", "signing_keys", "approvals", "gate_verdicts")
 
 
 class UTCDateTime(sa.TypeDecorator):
@@ -73,6 +73,7 @@ promotions = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("airflow_dag_id", "airflow_run_id", name="uq_promotions_airflow_run"),
     sa.Index("ix_promotions_app_environment", "app", "environment"),
+    sa.Index("ix_promotions_status", "status"),  # 0002: pending approvals and friends
 )
 
 promotion_events = sa.Table(
@@ -148,4 +149,61 @@ signing_keys = sa.Table(
     sa.Column("key_id", sa.String(64), primary_key=True),
     sa.Column("public_pem", sa.Text(), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+
+# -- 0002: approvals, gate verdicts, environment locks ----------------------------------------------
+
+# Every approval attempt, counted or refused, kept forever (append-only).
+approvals = sa.Table(
+    "approvals", metadata,
+    sa.Column("seq", SeqType, primary_key=True, autoincrement=True),
+    sa.Column("promotion_id", sa.String(128), sa.ForeignKey("promotions.id", name="fk_approvals_promotion"),
+              nullable=False, index=True),
+    sa.Column("approver", sa.String(256), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("comment", sa.Text(), nullable=False),
+    sa.Column("content_hash", sa.String(71), nullable=False),  # the release content hash the approver was shown
+    sa.Column("counted", sa.Boolean(), nullable=False),
+    sa.Column("refusal", sa.String(128), nullable=True),  # stable reason code when the attempt was refused
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("evidence_id", sa.String(71), sa.ForeignKey("evidence.id", name="fk_approvals_evidence"),
+              nullable=True),
+    sa.CheckConstraint("decision IN ('approve', 'reject')", name="ck_approvals_decision"),
+    # Counted exactly when not refused.
+    sa.CheckConstraint("(counted AND refusal IS NULL) OR (NOT counted AND refusal IS NOT NULL)",
+                       name="ck_approvals_counted_xor_refused"),
+    # One person counts once per decision, even when two requests race past the application's check.
+    sa.Index("uq_approvals_counted_once", "promotion_id", "approver", "decision", unique=True,
+             sqlite_where=sa.text("counted"), postgresql_where=sa.text("counted")),
+    sqlite_autoincrement=True,
+)
+
+# Every gate verdict with the inputs it was decided from (append-only; replayable).
+gate_verdicts = sa.Table(
+    "gate_verdicts", metadata,
+    sa.Column("seq", SeqType, primary_key=True, autoincrement=True),
+    sa.Column("promotion_id", sa.String(128), sa.ForeignKey("promotions.id", name="fk_gate_verdicts_promotion"),
+              nullable=False, index=True),
+    sa.Column("gate_type", sa.String(64), nullable=False),
+    sa.Column("gate_name", sa.String(128), nullable=False),
+    sa.Column("verdict", sa.String(16), nullable=False),
+    sa.Column("reasons", JSONType, nullable=False),
+    sa.Column("message", sa.Text(), nullable=False),
+    sa.Column("remedy", sa.Text(), nullable=False),
+    sa.Column("details", JSONType, nullable=False),
+    sa.Column("inputs", JSONType, nullable=False),
+    sa.Column("inputs_hash", sa.String(71), nullable=False),
+    sa.Column("evaluated_at", UTCDateTime(), nullable=False),
+    sqlite_autoincrement=True,
+)
+
+# Mutable: one row per environment while a promotion holds it (the primary key makes taking it atomic).
+environment_locks = sa.Table(
+    "environment_locks", metadata,
+    sa.Column("environment", sa.String(128), primary_key=True),
+    sa.Column("promotion_id", sa.String(128),
+              sa.ForeignKey("promotions.id", name="fk_environment_locks_promotion"), nullable=False, index=True),
+    sa.Column("acquired_at", UTCDateTime(), nullable=False),
+    sa.Column("holder", sa.Text(), nullable=False),  # who holds it, e.g. "<dag_id>/<run_id>"
 )

@@ -61,3 +61,12 @@ class StellaBaseOperator(BaseOperator):
         from stella_operators.hooks.signing import SigningKeyHook
 
         return SigningKeyHook(self.signing_key_conn_id).get_conn()
+
+
+class PromotionStepOperator(StellaBaseOperator):
+    """A step of a promotion DAG: bound to one app and one environment of the estate."""
+
+    def __init__(self, *, app: str, environment: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.app = app
+        self.environment = environment

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from stella_operators.deploy.engine import run_deployment
 from stella_operators.deploy.planner import plan_deployment
@@ -26,6 +24,15 @@ class DeploymentFailed(RuntimeError):
     """The deployment failed; targets were rolled back (or the failure is recorded as such)."""
 
 
+class EnvironmentLocked(RuntimeError):
+    """Another promotion is deploying into this environment; nothing was changed."""
+
+    def __init__(self, environment: str, holder: str):
+        super().__init__(f"environment {environment} is locked by promotion {holder}")
+        self.environment = environment
+        self.holder = holder
+
+
 @dataclass(frozen=True)
 class PromotionRequest:
     app: str
@@ -35,10 +42,6 @@ class PromotionRequest:
     reason: str
     dag_id: str = ""
     run_id: str = ""
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def find_release(ledger, app: str, ref: str) -> Release | None:
@@ -55,7 +58,7 @@ def find_release(ledger, app: str, ref: str) -> Release | None:
 
 
 def request_promotion(estate: Estate, ledger, key, req: PromotionRequest):
-    """Record the request and decide it. Refusals are recorded (status rejected + evidence) and raised."""
+    """Record the request (status `evaluating`); the gates decide next (promotion/gating.py)."""
     if req.app not in {a.name for a in estate.apps}:
         raise PromotionRefused(f"unknown app {req.app!r}")
     if req.environment not in {e.name for e in estate.app_environments(req.app)}:
@@ -68,31 +71,29 @@ def request_promotion(estate: Estate, ledger, key, req: PromotionRequest):
     promo = ledger.create_promotion(app=req.app, environment=req.environment, release_id=release.id,
                                     requested_by=req.requested_by, reason=req.reason,
                                     dag_id=req.dag_id, run_id=req.run_id)
-    ledger.transition(promo.id, S.EVALUATING, actor=req.requested_by)
-    checks = []
-    for upstream in estate.upstream(req.environment):
-        ok = ledger.was_deployed(req.app, upstream, release.id)
-        checks.append({"check": "upstream_verified", "environment": upstream, "pass": ok})
-    blocked = [c for c in checks if not c["pass"]]
-    decision = {"verdict": "fail" if blocked else "pass", "checks": checks,
-                "requested_by": req.requested_by, "reason": req.reason}
-    ledger.set_decision(promo.id, decision)
-    record_evidence(ledger, key, "promotion", release, {
-        "environment": req.environment, "promotion_id": promo.id, "decision": decision,
-        "airflow": {"dag_id": req.dag_id, "run_id": req.run_id}}, promotion_id=promo.id)
-    if blocked:
-        ledger.transition(promo.id, S.REJECTED, actor="stella", detail=decision)
-        envs = ", ".join(c["environment"] for c in blocked)
-        raise PromotionRefused(
-            f"release {release.name} ({release.id}) has not been deployed and verified in {envs}; "
-            f"promote it there first (promotion {promo.id} recorded as rejected)")
-    ledger.transition(promo.id, S.APPROVED, actor="stella", detail=decision)
+    if promo.status == S.REQUESTED:  # a retried task finds its promotion already further along
+        ledger.transition(promo.id, S.EVALUATING, actor=req.requested_by)
     return ledger.get_promotion(promo.id)
 
 
-def deploy_promotion(estate: Estate, ledger, key, promotion_id: str, targets: TargetFactory):
-    """Deploy an approved promotion to every target of its environment; roll back on any failure."""
+def deploy_promotion(estate: Estate, ledger, key, promotion_id: str, targets: TargetFactory, *, holder: str = ""):
+    """Deploy an approved promotion to every target of its environment; roll back on any failure.
+
+    Holds the environment lock for the whole deployment; raises EnvironmentLocked (changing
+    nothing) when another promotion holds it.
+    """
     promo = ledger.get_promotion(promotion_id)
+    locked_by = ledger.acquire_environment_lock(promo.environment, promotion_id, holder or promotion_id)
+    if locked_by is not None:
+        raise EnvironmentLocked(promo.environment, locked_by)
+    try:
+        return _deploy_locked(estate, ledger, key, promo, targets)
+    finally:
+        ledger.release_environment_lock(promo.environment, promotion_id)
+
+
+def _deploy_locked(estate: Estate, ledger, key, promo, targets: TargetFactory):
+    promotion_id = promo.id
     release = ledger.get_release(promo.release_id)
     release.check_integrity()
     env = estate.environment(promo.environment)
@@ -162,7 +163,3 @@ def verify_promotion(estate: Estate, ledger, key, promotion_id: str, targets: Ta
     ledger.transition(promotion_id, S.DEPLOYED, actor="stella")
     return {"release_id": release.id, "release_name": release.name, "environment": env.name,
             "content_hash": release.content_hash, "digests": want}
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:16]}"

@@ -59,8 +59,8 @@ def test_generated_dags_shape(folder, tmp_path, monkeypatch):
     release = bag.dags[release_dag_id("shop")]
     assert set(release.params.keys()) == {"name", "web", "api", "source_commit"}
     dev = bag.dags[promote_dag_id("shop", "dev")]
-    assert [t.task_id for t in dev.tasks] == ["request", "deploy", "verify"]
-    assert dev.max_active_runs == 1 and type(dev.timetable).__name__ == "NullTimetable"
+    assert [t.task_id for t in dev.tasks] == ["request", "gates", "approval", "deploy", "verify"]
+    assert dev.max_active_runs == 16 and type(dev.timetable).__name__ == "NullTimetable"
     stage = bag.dags[promote_dag_id("shop", "stage")]
     # auto_promote: stage is scheduled on dev's "verified" Asset
     assert "stella://shop/dev" in str(stage.timetable.asset_condition)

@@ -142,7 +142,7 @@ def test_release_promote_roll_forward_and_roll_back(estate, dagbag, ledger, tmp_
 
     # Evidence for every step verifies; a changed byte does not.
     records = ledger.evidence_for(release_id=r1.id)
-    assert {r.type for r in records} >= {"release", "promotion", "deployment"}
+    assert {r.type for r in records} >= {"release", "gate_decision", "deployment"}
     exported = tmp_path / "ev.json"
     exported.write_text(records[0].to_file_json())
     out = verify_cli(*[rec.id for rec in records], str(exported))

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from stella_operators.evidence import SigningKey, seal_evidence
 from stella_operators.ledger import DeploymentStatus, Ledger, LedgerError, NotFound
-from stella_operators.ledger.database import VERSION_TABLE, current_revision, head_revision
+from stella_operators.gates.contract import GateVerdict, Verdict
+from stella_operators.ledger.database import (
+    VERSION_TABLE, alembic_config, current_revision, head_revision, make_engine, write_transaction,
+)
 from stella_operators.ledger.tables import metadata
 from stella_operators.promotion.state import IllegalTransition, PromotionStatus as S
 from stella_operators.release.model import ComponentDigest, Release, ReleaseState
@@ -46,6 +50,32 @@ def refused(ledger: Ledger, sql: str, match: str = "append-only") -> None:
             conn.exec_driver_sql(sql)
 
 
+def schema_diffs(engine: sa.Engine) -> list:
+    with engine.connect() as conn:
+        return compare_metadata(MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}), metadata)
+
+
+def race(n: int, work) -> tuple[list, list[BaseException]]:
+    """Run work(i) in n threads released at the same moment; (results by i, errors)."""
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+    errors: list[BaseException] = []
+
+    def run(i: int):
+        try:
+            barrier.wait()
+            results[i] = work(i)
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, errors
+
+
 class LedgerBehaviour:
     """Behaviours every backend must show. Subclasses provide a `ledger_url` fixture for an empty database."""
 
@@ -71,10 +101,39 @@ class LedgerBehaviour:
     def test_migrations_idempotent_and_match_tables(self, ledger: Ledger, ledger_url):
         ledger.migrate()
         Ledger.open(ledger_url).close()
-        assert current_revision(ledger.engine) == head_revision() == "0001"
-        with ledger.engine.connect() as conn:
-            diffs = compare_metadata(MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}), metadata)
-        assert diffs == []
+        assert current_revision(ledger.engine) == head_revision() == "0002"
+        assert schema_diffs(ledger.engine) == []
+
+    def test_migration_0002_upgrades_a_0001_ledger(self, ledger_url):
+        engine = make_engine(ledger_url)
+        cfg = alembic_config(engine.url)
+        with write_transaction(engine) as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0001")
+        assert current_revision(engine) == "0001"
+        assert "approvals" not in sa.inspect(engine).get_table_names()
+        engine.dispose()
+
+        old = Ledger(ledger_url)  # not migrated: works on the 0001 tables
+        release = old.add_release(make_release(1))
+        promotion = self.promote(old, release, path=[S.EVALUATING, S.AWAITING_APPROVAL])
+        old.close()
+
+        with Ledger.open(ledger_url) as ledger:
+            assert current_revision(ledger.engine) == "0002"
+            assert schema_diffs(ledger.engine) == []
+            assert ledger.get_release(release.id) == release
+            assert ledger.get_promotion(promotion.id) == promotion
+            assert ledger.promotions_with_status(S.AWAITING_APPROVAL) == [promotion]
+            ledger.record_approval(promotion.id, "bob", "approve", "ok", release.content_hash, counted=True)
+            ledger.record_gate_verdicts(promotion.id, [(GateVerdict(
+                gate_type="freeze", gate_name="freeze", verdict=Verdict.PASS, reasons=(), message="open",
+                inputs_hash="sha256:" + "b" * 64, evaluated_at=T0), {"windows": []})])
+            assert ledger.acquire_environment_lock("prod", promotion.id, "promote_shop/run") is None
+            # The guards fire per row, so there are rows for them to guard.
+            refused(ledger, "UPDATE approvals SET approver = 'mallory'")
+            refused(ledger, "DELETE FROM gate_verdicts")
+            assert ledger.verify_audit_chain() == (True, None)
 
     def test_concurrent_migrate(self, ledger_url):
         ledgers = [Ledger(ledger_url) for _ in range(3)]
@@ -248,6 +307,196 @@ class LedgerBehaviour:
         with pytest.raises(LedgerError, match="does not match"):
             ledger.register_key("ed25519:0000000000000000", key.public_pem())
         assert ledger.register_key(key.key_id, key.public_pem().decode()) == key.key_id
+
+    # -- approvals ------------------------------------------------------------------------------
+
+    def test_approvals_recorded_in_order_and_append_only(self, ledger: Ledger, key: SigningKey):
+        release = ledger.add_release(make_release(1))
+        promotion = self.promote(ledger, release, path=[S.EVALUATING, S.AWAITING_APPROVAL])
+        h = release.content_hash
+        record = seal_evidence("approval", [("registry.local/shop/web", release.digests()["web"])],
+                               {"approver": "bob", "decision": "approve"}, key, T0)
+        ledger.append_evidence(record, promotion_id=promotion.id)
+
+        bob = ledger.record_approval(promotion.id, "bob", "approve", "looks good", h, counted=True,
+                                     evidence_id=record.id)
+        alice = ledger.record_approval(promotion.id, "alice", "approve", "", h, counted=False,
+                                       refusal="approval.requester_cannot_approve")
+        again = ledger.record_approval(promotion.id, "bob", "approve", "twice", h, counted=True)
+        carol = ledger.record_approval(promotion.id, "carol", "reject", "no", "sha256:" + "e" * 64, counted=True)
+        assert (bob.counted, bob.refusal, bob.evidence_id, bob.comment) == (True, None, record.id, "looks good")
+        assert (alice.counted, alice.refusal) == (False, "approval.requester_cannot_approve")
+        # The same person counted twice for the same decision: stored, but as a duplicate.
+        assert (again.counted, again.refusal) == (False, "approval.duplicate")
+        assert bob.at.tzinfo is not None and bob.content_hash == h
+        stored = ledger.approvals_for(promotion.id)
+        assert stored == [bob, alice, again, carol]
+        assert [a.seq for a in stored] == sorted(a.seq for a in stored)
+        assert ledger.approvals_for("prm-other") == []
+        records = [e for e in ledger.audit_events(f"promotion:{promotion.id}") if e.action == "approval.record"]
+        assert [(e.actor, e.detail["counted"], e.detail["refusal"]) for e in records] == \
+            [("bob", True, None), ("alice", False, "approval.requester_cannot_approve"),
+             ("bob", False, "approval.duplicate"), ("carol", True, None)]
+
+        refused(ledger, "UPDATE approvals SET counted = TRUE WHERE approver = 'alice'")
+        refused(ledger, "UPDATE approvals SET content_hash = 'sha256:x'")
+        refused(ledger, "DELETE FROM approvals")
+        if ledger.engine.dialect.name == "postgresql":
+            refused(ledger, "TRUNCATE approvals")
+        # The database keeps the pairing rules too, whoever writes.
+        for bad in ("'maybe', TRUE, NULL", "'approve', TRUE, 'approval.not_in_groups'", "'approve', FALSE, NULL"):
+            refused(ledger, "INSERT INTO approvals (promotion_id, approver, decision, counted, refusal, comment, "
+                            f"content_hash, at) VALUES ('{promotion.id}', 'eve', {bad}, '', 'h', '2025-03-01')",
+                    "(?i)check constraint")
+        assert ledger.approvals_for(promotion.id) == stored
+
+    def test_record_approval_refuses_inconsistent_input(self, ledger: Ledger):
+        release = ledger.add_release(make_release(1))
+        promotion = self.promote(ledger, release, path=[S.EVALUATING, S.AWAITING_APPROVAL])
+        h = release.content_hash
+        with pytest.raises(LedgerError, match="either counts"):
+            ledger.record_approval(promotion.id, "bob", "approve", "", h, counted=True, refusal="approval.duplicate")
+        with pytest.raises(LedgerError, match="either counts"):
+            ledger.record_approval(promotion.id, "bob", "approve", "", h, counted=False)
+        with pytest.raises(LedgerError, match="'approve' or 'reject'"):
+            ledger.record_approval(promotion.id, "bob", "lgtm", "", h, counted=True)
+        with pytest.raises(LedgerError, match="content hash"):
+            ledger.record_approval(promotion.id, "bob", "approve", "", "", counted=True)
+        with pytest.raises(NotFound):
+            ledger.record_approval("prm-missing", "bob", "approve", "", h, counted=True)
+        with pytest.raises(NotFound, match="evidence"):
+            ledger.record_approval(promotion.id, "bob", "approve", "", h, counted=True, evidence_id="sha256:nope")
+        assert ledger.approvals_for(promotion.id) == []
+
+    def test_a_rejection_after_ones_own_approval_still_counts(self, ledger: Ledger):
+        release = ledger.add_release(make_release(1))
+        promotion = self.promote(ledger, release, path=[S.EVALUATING, S.AWAITING_APPROVAL])
+        h = release.content_hash
+        ledger.record_approval(promotion.id, "bob", "approve", "", h, counted=True)
+        second = ledger.record_approval(promotion.id, "bob", "reject", "found a problem", h, counted=True)
+        assert (second.counted, second.refusal) == (True, None)
+
+    def test_same_approver_racing_counts_once(self, ledger: Ledger, ledger_url):
+        release = ledger.add_release(make_release(1))
+        promotion = self.promote(ledger, release, path=[S.EVALUATING, S.AWAITING_APPROVAL])
+        others = [Ledger(ledger_url) for _ in range(4)]
+        results, errors = race(4, lambda i: others[i].record_approval(
+            promotion.id, "bob", "approve", f"try {i}", release.content_hash, counted=True))
+        for lg in others:
+            lg.close()
+        assert errors == []
+        assert sorted((a.counted, a.refusal) for a in results) == \
+            [(False, "approval.duplicate")] * 3 + [(True, None)]
+        assert len(ledger.approvals_for(promotion.id)) == 4
+
+    def test_promotions_with_status(self, ledger: Ledger):
+        r1, r2 = ledger.add_release(make_release(1)), ledger.add_release(make_release(2))
+        waiting = [S.EVALUATING, S.AWAITING_APPROVAL]
+        p1 = self.promote(ledger, r1, "prod", waiting)
+        p2 = self.promote(ledger, r2, "stage", waiting)
+        self.promote(ledger, r2, "prod", [S.EVALUATING])
+        blog = ledger.add_release(make_release(3, app="blog"))
+        p4 = self.promote(ledger, blog, "prod", waiting)
+        assert ledger.promotions_with_status("awaiting_approval") == [p1, p2, p4]
+        assert ledger.promotions_with_status(S.AWAITING_APPROVAL, app="shop") == [p1, p2]
+        assert ledger.promotions_with_status(S.AWAITING_APPROVAL, app="shop", environment="prod") == [p1]
+        assert ledger.promotions_with_status(S.AWAITING_APPROVAL, environment="prod") == [p1, p4]
+        assert ledger.promotions_with_status(S.DEPLOYED) == []
+        with pytest.raises(ValueError):
+            ledger.promotions_with_status("waiting")
+
+    # -- gate verdicts --------------------------------------------------------------------------
+
+    def test_gate_verdicts_round_trip_and_append_only(self, ledger: Ledger):
+        release = ledger.add_release(make_release(1))
+        promotion = self.promote(ledger, release, path=[S.EVALUATING])
+        cet = timezone(timedelta(hours=1))
+        fail = GateVerdict(gate_type="security", gate_name="prod-scan", verdict=Verdict.FAIL,
+                           reasons=("security.critical_over_max", "security.kev_listed"),
+                           message="2 criticals (max 0)", remedy="fix CVE-2024-1 and CVE-2024-2",
+                           details={"critical": 2, "cves": ["CVE-2024-1", "CVE-2024-2"], "ratio": 0.5,
+                                    "nested": {"ok": False, "none": None}},
+                           inputs_hash="sha256:" + "a" * 64,
+                           evaluated_at=datetime(2025, 3, 1, 10, 0, 0, 123456, tzinfo=cet))
+        ok = GateVerdict(gate_type="freeze", gate_name="freeze", verdict=Verdict.PASS, reasons=(), message="open",
+                         inputs_hash="sha256:" + "b" * 64, evaluated_at=T0)
+        inputs_fail = {"now": "2025-03-01T09:00:00Z", "reports": [{"digest": "sha256:1", "critical": 2}]}
+        inputs_ok = {"now": "2025-03-01T09:00:00Z", "windows": []}
+        ledger.record_gate_verdicts(promotion.id, [(fail, inputs_fail), (ok, inputs_ok)])
+        stored = ledger.gate_verdicts_for(promotion.id)
+        assert stored == [(fail, inputs_fail), (ok, inputs_ok)]
+        assert isinstance(stored[0][0].reasons, tuple) and stored[0][0].verdict is Verdict.FAIL
+        assert stored[0][0].evaluated_at == fail.evaluated_at and stored[0][0].evaluated_at.tzinfo is not None
+        assert ledger.gate_verdicts_for("prm-other") == []
+        events = [e for e in ledger.audit_events(f"promotion:{promotion.id}") if e.action == "gate.verdict"]
+        assert [(e.detail["gate_name"], e.detail["verdict"], e.detail["inputs_hash"]) for e in events] == \
+            [("prod-scan", "fail", fail.inputs_hash), ("freeze", "pass", ok.inputs_hash)]
+
+        refused(ledger, "UPDATE gate_verdicts SET verdict = 'pass'")
+        refused(ledger, "DELETE FROM gate_verdicts")
+        if ledger.engine.dialect.name == "postgresql":
+            refused(ledger, "TRUNCATE gate_verdicts")
+        # All or nothing, and nothing for an unknown promotion or secret-looking inputs.
+        with pytest.raises(NotFound):
+            ledger.record_gate_verdicts("prm-missing", [(ok, inputs_ok)])
+        with pytest.raises(ValueError, match="secrets"):
+            ledger.record_gate_verdicts(promotion.id, [(ok, inputs_ok), (ok, {"api_token": "x"})])
+        assert ledger.gate_verdicts_for(promotion.id) == stored
+
+    # -- environment locks ----------------------------------------------------------------------
+
+    def test_environment_lock(self, ledger: Ledger):
+        r1, r2 = ledger.add_release(make_release(1)), ledger.add_release(make_release(2))
+        p1 = self.promote(ledger, r1, path=HAPPY_PATH[:3])
+        p2 = self.promote(ledger, r2, path=HAPPY_PATH[:2])
+        assert ledger.environment_lock_holder("prod") is None
+        assert ledger.acquire_environment_lock("prod", p1.id, "promote_shop/run-1") is None
+        assert ledger.environment_lock_holder("prod") == p1.id
+        assert ledger.acquire_environment_lock("prod", p2.id, "promote_shop/run-2") == p1.id
+        assert ledger.acquire_environment_lock("prod", p1.id, "promote_shop/run-1") is None  # a retry
+        assert ledger.acquire_environment_lock("stage", p2.id, "promote_shop/run-2") is None  # per environment
+        assert ledger.release_environment_lock("prod", p2.id) is False
+        assert ledger.environment_lock_holder("prod") == p1.id
+        assert ledger.release_environment_lock("prod", p1.id) is True
+        assert ledger.release_environment_lock("prod", p1.id) is False
+        assert ledger.environment_lock_holder("prod") is None
+        assert ledger.acquire_environment_lock("prod", p2.id, "promote_shop/run-2") is None
+        assert [(e.action, e.detail["promotion_id"]) for e in ledger.audit_events("environment:prod")] == \
+            [("lock.acquire", p1.id), ("lock.release", p1.id), ("lock.acquire", p2.id)]
+        with pytest.raises(NotFound):
+            ledger.acquire_environment_lock("dev", "prm-missing", "x")
+
+    def test_stale_lock_is_taken_over(self, ledger: Ledger):
+        r1, r2 = ledger.add_release(make_release(1)), ledger.add_release(make_release(2))
+        p1 = self.promote(ledger, r1, path=HAPPY_PATH[:3])
+        p2 = self.promote(ledger, r2, path=HAPPY_PATH[:2])
+        assert ledger.acquire_environment_lock("prod", p1.id, "promote_shop/run-1") is None
+        ledger.transition(p1.id, S.FAILED, actor="scheduler")  # died without releasing
+        with pytest.raises(LedgerError, match="finished promotion"):
+            ledger.acquire_environment_lock("prod", p1.id, "promote_shop/run-1")
+        assert ledger.acquire_environment_lock("prod", p2.id, "promote_shop/run-2") is None
+        assert ledger.environment_lock_holder("prod") == p2.id
+        assert ledger.release_environment_lock("prod", p1.id) is False
+        takeover = ledger.audit_events("environment:prod")[-1]
+        assert takeover.action == "lock.takeover"
+        assert takeover.detail["stale_promotion_id"] == p1.id and takeover.detail["stale_status"] == "failed"
+        assert takeover.detail["promotion_id"] == p2.id
+
+    def test_racing_for_a_lock_exactly_one_wins(self, ledger: Ledger, ledger_url):
+        n = 4
+        promotions = [self.promote(ledger, ledger.add_release(make_release(i)), path=HAPPY_PATH[:3])
+                      for i in range(n)]
+        others = [Ledger(ledger_url) for _ in range(n)]
+        results, errors = race(n, lambda i: others[i].acquire_environment_lock("prod", promotions[i].id, f"run-{i}"))
+        for lg in others:
+            lg.close()
+        assert errors == []
+        winners = [i for i, r in enumerate(results) if r is None]
+        assert len(winners) == 1
+        winner = promotions[winners[0]].id
+        assert all(r == winner for r in results if r is not None)
+        assert ledger.environment_lock_holder("prod") == winner
+        assert [e.action for e in ledger.audit_events("environment:prod")] == ["lock.acquire"]
 
     # -- audit ----------------------------------------------------------------------------------
 

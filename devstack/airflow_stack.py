@@ -1,0 +1,139 @@
+"""A real Airflow 3 deployment on this machine for tests and benchmarks: api-server, scheduler
+(LocalExecutor), triggerer and dag-processor as separate processes on a SQLite metadata DB.
+
+Unlike `dag.test()`, runs here are triggered by real users through the real REST API, tasks run
+in real worker processes, and deferred tasks wait in the real triggerer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+COMPONENTS = ("api-server", "scheduler", "triggerer", "dag-processor")
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class AirflowStack:
+    home: Path
+    dags_folder: Path
+    users: dict[str, str]                       # user -> role
+    env: dict[str, str] = field(default_factory=dict)  # extra env: STELLA_*, AIRFLOW_CONN_*
+    parallelism: int = 4
+    port: int = 0
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    passwords: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _environ(self) -> dict[str, str]:
+        venv_bin = str(Path(sys.executable).parent)
+        base = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        return {**base, **self.env,
+                "PATH": venv_bin + os.pathsep + base.get("PATH", ""),
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in self.users.items()),
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+                "AIRFLOW__API_AUTH__JWT_SECRET": self._secret("jwt"),
+                "AIRFLOW__API__SECRET_KEY": self._secret("api"),
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+                "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}
+
+    def _secret(self, name: str) -> str:
+        path = self.home / f".{name}-secret"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32))
+        return path.read_text()
+
+    def start(self, timeout_s: float = 90) -> "AirflowStack":
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        env = self._environ()
+        out = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise StackError(f"airflow db migrate failed: {out.stderr[-2000:]}")
+        self.passwords = {u: f"{u}-{secrets.token_hex(4)}" for u in self.users}
+        (self.home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps(self.passwords))
+        for comp in COMPONENTS:
+            args = [sys.executable, "-m", "airflow", comp]
+            if comp == "api-server":
+                args += ["--port", str(self.port), "--host", "127.0.0.1"]
+            log = open(self.home / f"{comp}.log", "ab")
+            self.procs[comp] = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                start_new_session=True)
+        try:
+            self._wait_healthy(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_healthy(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for comp, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise StackError(f"airflow {comp} exited {proc.returncode}: {self.log_tail(comp)}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=2) as r:
+                    health = json.load(r)
+                if all(health.get(c, {}).get("status") == "healthy" for c in ("metadatabase", "scheduler")):
+                    return
+            except (urllib.error.URLError, OSError, ValueError):
+                pass
+            time.sleep(0.5)
+        raise StackError(f"airflow stack not healthy after {timeout_s:.0f} s; api-server log: {self.log_tail('api-server')}")
+
+    def log_tail(self, comp: str, lines: int = 30) -> str:
+        try:
+            return "\n".join((self.home / f"{comp}.log").read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 15
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(timeout=5)
+        self.procs = {}

@@ -1,0 +1,1 @@
+"""The stella REST API and pages, served by Airflow's API server (same authentication as Airflow)."""

@@ -1,0 +1,141 @@
+"""FastAPI app mounted by the plugin at /stella. Every route takes Airflow's user (GetUserDep):
+nothing is reachable without Airflow authentication, and approver identity is never a body field."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from airflow.api_fastapi.core_api.security import GetUserDep
+from fastapi import FastAPI, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
+
+from stella_operators.api.ui import APPROVALS_PAGE
+
+app = FastAPI(title="stella-operators", version="1", description="Releases, promotions, approvals, evidence.")
+
+
+class ApprovalBody(BaseModel):
+    decision: Literal["approve", "reject"]
+    comment: str = Field("", max_length=2000)
+    content_hash: str | None = Field(None, description="the release content hash you reviewed; refused if stale")
+
+
+def _estate():
+    from stella_operators.estate.loader import load_estate
+
+    return load_estate(os.environ.get("STELLA_ESTATE", "include/estate.yaml"))
+
+
+def _ledger():
+    from stella_operators.hooks.ledger import LedgerHook
+
+    return LedgerHook().get_conn()
+
+
+def _approver(user) -> Any:
+    from stella_operators.approvals.policy import Approver
+
+    roles = set()
+    if getattr(user, "role", None):
+        roles.add(str(user.role))
+    for r in getattr(user, "roles", None) or []:
+        roles.add(str(getattr(r, "name", r)))
+    return Approver(user=user.get_name(), roles=frozenset(roles))
+
+
+def _csrf_guard(request: Request) -> None:
+    # Cookie-authenticated browser calls must come from our own page (a custom header forces a
+    # CORS preflight cross-site); token-authenticated API clients are not exposed to CSRF.
+    if "authorization" not in request.headers and request.headers.get("x-requested-with") != "stella":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "cookie-authenticated calls need X-Requested-With: stella")
+
+
+def _promotion_view(ledger, estate, promo) -> dict[str, Any]:
+    from stella_operators.approvals.service import approval_state
+
+    release = ledger.get_release(promo.release_id)
+    view = {
+        "id": promo.id, "app": promo.app, "environment": promo.environment, "status": str(promo.status),
+        "requested_by": promo.requested_by, "reason": promo.reason, "dag_id": promo.dag_id, "run_id": promo.run_id,
+        "release": {"id": release.id, "name": release.name, "content_hash": release.content_hash,
+                    "created_by": release.created_by,
+                    "components": [{"name": c.name, "ref": c.ref, "tag": c.tag} for c in release.components]},
+        "decision": promo.decision,
+    }
+    if str(promo.status) == "awaiting_approval":
+        st = approval_state(estate, ledger, promo.id)
+        view["approvals"] = {"status": st.status, "approvers": list(st.approvers), "needed": st.needed}
+    return view
+
+
+@app.get("/api/v1/promotions")
+def list_promotions(user: GetUserDep, status_: str = Query("awaiting_approval", alias="status"),
+                    app_: str | None = Query(None, alias="app"), environment: str | None = None) -> dict[str, Any]:
+    ledger, estate = _ledger(), _estate()
+    promos = ledger.promotions_with_status(status_, app=app_, environment=environment)
+    return {"promotions": [_promotion_view(ledger, estate, p) for p in promos]}
+
+
+@app.get("/api/v1/promotions/{promotion_id}")
+def get_promotion(promotion_id: str, user: GetUserDep) -> dict[str, Any]:
+    from stella_operators.ledger import NotFound
+    from stella_operators.promotion.why import explain_promotion
+
+    ledger, estate = _ledger(), _estate()
+    try:
+        promo = ledger.get_promotion(promotion_id)
+    except NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no promotion {promotion_id}") from None
+    view = _promotion_view(ledger, estate, promo)
+    view["gates"] = [v.model_dump(mode="json") for v, _ in ledger.gate_verdicts_for(promotion_id)]
+    view["approval_attempts"] = [
+        {"approver": a.approver, "decision": a.decision, "counted": a.counted, "refusal": a.refusal,
+         "comment": a.comment, "at": a.at.isoformat()} for a in ledger.approvals_for(promotion_id)]
+    view["why"] = explain_promotion(estate, ledger, promotion_id)
+    return view
+
+
+@app.post("/api/v1/promotions/{promotion_id}/approvals")
+def approve(promotion_id: str, body: ApprovalBody, request: Request, user: GetUserDep) -> JSONResponse:
+    from stella_operators.approvals.service import ApprovalClosed, submit_approval
+    from stella_operators.hooks.signing import SigningKeyHook
+    from stella_operators.ledger import NotFound
+
+    _csrf_guard(request)
+    ledger, estate = _ledger(), _estate()
+    try:
+        result = submit_approval(estate, ledger, SigningKeyHook().get_conn(), promotion_id, _approver(user),
+                                 body.decision, body.comment, body.content_hash)
+    except NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no promotion {promotion_id}") from None
+    except ApprovalClosed as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    state = {"status": result.state.status, "approvers": list(result.state.approvers), "needed": result.state.needed}
+    payload = {"counted": result.counted, "refusal": result.refusal, "approvals": state,
+               "evidence_id": result.evidence_id, "approver": user.get_name()}
+    if result.refusal == "approval.bound_to_other_release":
+        return JSONResponse(payload, status_code=status.HTTP_409_CONFLICT)
+    if result.refusal and not result.duplicate:
+        return JSONResponse(payload, status_code=status.HTTP_403_FORBIDDEN)
+    return JSONResponse(payload, status_code=status.HTTP_201_CREATED if result.counted else status.HTTP_200_OK)
+
+
+@app.get("/api/v1/evidence/{evidence_id}")
+def get_evidence(evidence_id: str, user: GetUserDep) -> JSONResponse:
+    import json
+
+    from stella_operators.ledger import NotFound
+
+    try:
+        record = _ledger().get_evidence(evidence_id)
+    except NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no evidence {evidence_id}") from None
+    return JSONResponse(json.loads(record.to_file_json()),
+                        headers={"Content-Disposition": f'attachment; filename="{evidence_id.replace(":", "-")}.json"'})
+
+
+@app.get("/ui/approvals", response_class=HTMLResponse)
+def approvals_page(user: GetUserDep) -> str:
+    return APPROVALS_PAGE

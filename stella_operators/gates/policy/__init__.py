@@ -1,0 +1,5 @@
+"""The `policy` gate: declarative CEL rules over the promotion context (see gate.py for the context)."""
+
+from stella_operators.gates.policy.gate import PolicyGate, Rule, compile_expression
+
+__all__ = ["PolicyGate", "Rule", "compile_expression"]

@@ -1,0 +1,103 @@
+"""Deciding a promotion: every gate, in order, recorded with its inputs; then approvals or not.
+
+Any `fail` rejects the promotion whatever approvals say. A `pending` verdict (a policy that wants
+a human) turns into a required approval. A freeze override adds one extra required approval and
+is evidence of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from stella_operators.estate.models import Estate
+from stella_operators.evidence.recorder import record_evidence
+from stella_operators.gates.contract import GateVerdict, PromotionContext, Verdict, evaluate_gate
+from stella_operators.gates.registry import build_gate, gate_types
+from stella_operators.gates.upstream import UpstreamGate
+from stella_operators.promotion.state import PromotionStatus as S
+
+
+class PromotionBlocked(RuntimeError):
+    """A gate failed: the promotion is rejected; the message is the "why blocked?" explanation."""
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    verdict: str                    # pass | fail
+    verdicts: tuple[GateVerdict, ...]
+    approvals_required: int
+
+
+def build_gates(estate: Estate, environment: str) -> list:
+    types = gate_types()
+    return [UpstreamGate()] + [build_gate(spec, types=types) for spec in estate.environment(environment).gates]
+
+
+def evaluate_promotion(estate: Estate, ledger, key, promotion_id: str, *, labels: dict[str, str] | None = None,
+                       now: datetime | None = None) -> GateOutcome:
+    """Evaluate every gate of the promotion's environment; record verdicts, decision and evidence."""
+    now = now or datetime.now(timezone.utc)
+    promo = ledger.get_promotion(promotion_id)
+    release = ledger.get_release(promo.release_id)
+    env = estate.environment(promo.environment)
+    upstream = {u: ledger.was_deployed(promo.app, u, release.id) for u in estate.upstream(env.name)}
+    verdicts: list[GateVerdict] = []
+    recorded: list[tuple[GateVerdict, dict[str, Any]]] = []
+    for gate in build_gates(estate, env.name):
+        ctx = PromotionContext(app=promo.app, environment=env.name, release=release, promotion_id=promotion_id,
+                               requested_by=promo.requested_by, now=now,
+                               previous_release=ledger.deployed_release(promo.app, env.name),
+                               earlier_verdicts=tuple(verdicts), labels=dict(labels or {}),
+                               upstream_verified=upstream)
+        verdict, inputs = evaluate_gate(gate, ctx)
+        verdicts.append(verdict)
+        recorded.append((verdict, inputs))
+    ledger.record_gate_verdicts(promotion_id, recorded)
+
+    failed = [v for v in verdicts if v.verdict == Verdict.FAIL]
+    pending = [v for v in verdicts if v.verdict == Verdict.PENDING]
+    overridden = [v for v in verdicts if "freeze.overridden" in v.reasons]
+    required = env.approvals.required if env.approvals else 0
+    if pending:
+        required = max(required, 1)
+    required += len(overridden)
+    decision = {
+        "verdict": "fail" if failed else "pass",
+        "gates": [{"type": v.gate_type, "name": v.gate_name, "verdict": str(v.verdict), "reasons": list(v.reasons),
+                   "message": v.message, "remedy": v.remedy, "inputs_hash": v.inputs_hash} for v in verdicts],
+        "approvals_required": 0 if failed else required,
+        "evaluated_at": now.isoformat(),
+    }
+    ledger.set_decision(promotion_id, decision)
+    record_evidence(ledger, key, "gate_decision", release, {
+        "environment": env.name, "promotion_id": promotion_id, "requested_by": promo.requested_by,
+        "reason": promo.reason, "decision": decision}, promotion_id=promotion_id, now=now)
+    for v in overridden:
+        record_evidence(ledger, key, "override", release, {
+            "environment": env.name, "promotion_id": promotion_id, "gate": v.gate_name,
+            "override_by": v.details.get("override_by"), "reason": v.details.get("reason"),
+            "windows": v.details.get("windows"), "extra_approval_required": True}, promotion_id=promotion_id, now=now)
+    if failed:
+        ledger.transition(promotion_id, S.REJECTED, actor="stella", detail={"failed_gates": [v.gate_name for v in failed]})
+        raise PromotionBlocked(explain_verdicts(promotion_id, verdicts))
+    if required:
+        ledger.transition(promotion_id, S.AWAITING_APPROVAL, actor="stella", detail={"approvals_required": required})
+    else:
+        ledger.transition(promotion_id, S.APPROVED, actor="stella")
+    return GateOutcome("pass", tuple(verdicts), required)
+
+
+def explain_verdicts(promotion_id: str, verdicts: list[GateVerdict] | tuple[GateVerdict, ...]) -> str:
+    """The "why blocked?" text: each gate that did not pass, its reason codes and what would clear it."""
+    lines = [f"promotion {promotion_id} is blocked:"]
+    for v in verdicts:
+        if v.verdict == Verdict.PASS:
+            continue
+        lines.append(f"  - {v.gate_name} ({v.gate_type}) {v.verdict}: {', '.join(v.reasons)}")
+        if v.message:
+            lines.append(f"      {v.message}")
+        if v.remedy:
+            lines.append(f"      to clear: {v.remedy}")
+    return "\n".join(lines)

@@ -1,0 +1,45 @@
+""""Why blocked?": what stops a promotion, in the words of its recorded verdicts and approvals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stella_operators.promotion.state import PromotionStatus as S
+
+
+def explain_promotion(estate, ledger, promotion_id: str) -> dict[str, Any]:
+    """Status, each gate that did not pass (reason codes, message, what would clear it) and the
+    approval state; `text` is the same as lines for a terminal or a log."""
+    from stella_operators.approvals.service import approval_state, effective_requirement
+
+    promo = ledger.get_promotion(promotion_id)
+    blocked = []
+    for v, _inputs in ledger.gate_verdicts_for(promotion_id):
+        if str(v.verdict) != "pass":
+            blocked.append({"gate": v.gate_name, "type": v.gate_type, "verdict": str(v.verdict),
+                            "reasons": list(v.reasons), "message": v.message, "remedy": v.remedy})
+    out: dict[str, Any] = {"promotion_id": promotion_id, "status": str(promo.status), "blocked_by": blocked}
+    lines = [f"promotion {promotion_id}: {promo.app} -> {promo.environment}, status {promo.status}"]
+    for b in blocked:
+        lines.append(f"  gate {b['gate']} ({b['type']}) {b['verdict']}: {', '.join(b['reasons'])}")
+        if b["message"]:
+            lines.append(f"    {b['message']}")
+        if b["remedy"]:
+            lines.append(f"    to clear: {b['remedy']}")
+    if promo.status == S.AWAITING_APPROVAL:
+        st = approval_state(estate, ledger, promotion_id)
+        requirement, groups = effective_requirement(estate, promo)
+        who = sorted({u for g in groups for u in g.users} | {f"role:{r}" for g in groups for r in g.roles})
+        out["approvals"] = {"approvers": list(st.approvers), "needed": st.needed, "eligible": who}
+        lines.append(f"  waiting for {st.needed} more approval(s) from {', '.join(who) or 'nobody'}"
+                     + (f"; approved so far by {', '.join(st.approvers)}" if st.approvers else ""))
+        if requirement.separation_of_duties:
+            lines.append(f"    (separation of duties: {promo.requested_by} requested it and may not approve)")
+    elif promo.status in (S.FAILED, S.ROLLED_BACK, S.REJECTED) and not blocked:
+        detail = ledger.promotion_events(promotion_id)[-1].detail if hasattr(ledger, "promotion_events") else None
+        if detail:
+            lines.append(f"  {detail}")
+    if len(lines) == 1:
+        lines.append("  nothing blocks it")
+    out["text"] = "\n".join(lines)
+    return out

@@ -1,0 +1,1 @@
+"""Triggers: async waiting only, serializable kwargs, no side effects, one terminal event."""

@@ -1,0 +1,102 @@
+"""Triggers that poll the ledger: approvals of a promotion, and an environment's deploy lock.
+
+They only read (a trigger may run twice) and yield exactly one terminal event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+
+def _ledger(conn_id: str | None):
+    from stella_operators.hooks.ledger import LedgerHook
+
+    return LedgerHook(conn_id).get_conn()
+
+
+class _LedgerPollTrigger(BaseTrigger):
+    """Calls `_check()` (blocking, in a thread) every `poll_interval` s until it returns an event."""
+
+    poll_interval: float
+
+    def _check(self) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        while True:
+            try:
+                event = await asyncio.to_thread(self._check)
+            except Exception as exc:  # fail closed, with the reason
+                event = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+            if event is not None:
+                yield TriggerEvent(event)
+                return
+            await asyncio.sleep(self.poll_interval)
+
+
+class ApprovalTrigger(_LedgerPollTrigger):
+    """Fires when a promotion's approvals settle: approved, rejected, or the deadline passed.
+
+    :param promotion_id: the promotion waiting for approvals.
+    :param estate_path: estate file (the requirement lives there).
+    :param deadline: ISO time after which the wait fails closed (never auto-approves).
+    """
+
+    def __init__(self, promotion_id: str, estate_path: str, deadline: str, ledger_conn_id: str | None = None,
+                 poll_interval: float = 2.0):
+        super().__init__()
+        self.promotion_id = promotion_id
+        self.estate_path = estate_path
+        self.deadline = deadline
+        self.ledger_conn_id = ledger_conn_id
+        self.poll_interval = poll_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return ("stella_operators.triggers.ledger_poll.ApprovalTrigger", {
+            "promotion_id": self.promotion_id, "estate_path": self.estate_path, "deadline": self.deadline,
+            "ledger_conn_id": self.ledger_conn_id, "poll_interval": self.poll_interval})
+
+    def _check(self) -> dict[str, Any] | None:
+        from stella_operators.approvals.service import approval_state
+        from stella_operators.estate.loader import load_estate
+
+        state = approval_state(load_estate(self.estate_path), _ledger(self.ledger_conn_id), self.promotion_id)
+        if state.status in ("approved", "rejected"):
+            return {"status": state.status, "approvers": list(state.approvers), "rejected_by": state.rejected_by}
+        if datetime.now(timezone.utc) >= datetime.fromisoformat(self.deadline):
+            return {"status": "timeout", "approvers": list(state.approvers), "needed": state.needed}
+        return None
+
+
+class EnvironmentLockTrigger(_LedgerPollTrigger):
+    """Fires when an environment's deploy lock is free (or held by this promotion already)."""
+
+    def __init__(self, environment: str, promotion_id: str, deadline: str, ledger_conn_id: str | None = None,
+                 poll_interval: float = 2.0):
+        super().__init__()
+        self.environment = environment
+        self.promotion_id = promotion_id
+        self.deadline = deadline
+        self.ledger_conn_id = ledger_conn_id
+        self.poll_interval = poll_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return ("stella_operators.triggers.ledger_poll.EnvironmentLockTrigger", {
+            "environment": self.environment, "promotion_id": self.promotion_id, "deadline": self.deadline,
+            "ledger_conn_id": self.ledger_conn_id, "poll_interval": self.poll_interval})
+
+    def _check(self) -> dict[str, Any] | None:
+        from stella_operators.promotion.state import TERMINAL_STATUSES
+
+        ledger = _ledger(self.ledger_conn_id)
+        holder = ledger.environment_lock_holder(self.environment)
+        if holder in (None, self.promotion_id) or ledger.get_promotion(holder).status in TERMINAL_STATUSES:
+            return {"status": "free"}
+        if datetime.now(timezone.utc) >= datetime.fromisoformat(self.deadline):
+            return {"status": "timeout", "holder": holder}
+        return None
