@@ -59,6 +59,7 @@ class AirflowStack:
                 "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in self.users.items()),
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
                 "AIRFLOW__API_AUTH__JWT_SECRET": self._secret("jwt"),
@@ -112,6 +113,18 @@ class AirflowStack:
                 pass
             time.sleep(0.5)
         raise StackError(f"airflow stack not healthy after {timeout_s:.0f} s; api-server log: {self.log_tail('api-server')}")
+
+    def wait_for_dag(self, dag_id: str, token: str, timeout_s: float = 120) -> None:
+        """Until the dag-processor has parsed and serialized `dag_id` (the API answers 200)."""
+        deadline = time.monotonic() + timeout_s
+        req = urllib.request.Request(f"{self.url}/api/v2/dags/{dag_id}", headers={"Authorization": f"Bearer {token}"})
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(req, timeout=5):
+                    return
+            except (urllib.error.URLError, OSError):
+                time.sleep(1)
+        raise StackError(f"DAG {dag_id} not parsed after {timeout_s:.0f} s: {self.log_tail('dag-processor')}")
 
     def log_tail(self, comp: str, lines: int = 30) -> str:
         try:

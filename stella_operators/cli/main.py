@@ -1,4 +1,4 @@
-"""`stella`: validate estates, cut releases, show status, verify and export evidence.
+"""`stella`: validate estates, cut releases, approve, explain and replay decisions, verify evidence.
 
 Exit codes: 0 ok, 1 the thing checked is bad (invalid estate, evidence that does not verify,
 a refused release), 2 usage or environment errors. Errors are one line each, never a traceback.
@@ -122,6 +122,52 @@ def cmd_evidence_export(args) -> int:
     return 0
 
 
+def cmd_why(args) -> int:
+    from stella_operators.estate.loader import load_estate
+    from stella_operators.promotion.why import explain_promotion
+
+    print(explain_promotion(load_estate(args.estate), _ledger(args), args.promotion)["text"])
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from stella_operators.estate.loader import load_estate
+    from stella_operators.promotion.replay import replay_promotion
+
+    results = replay_promotion(load_estate(args.estate), _ledger(args), args.promotion)
+    for r in results:
+        mark = "same" if r.same else "DIFFERENT"
+        print(f"{mark}: {r.gate_name}: recorded {r.recorded.verdict} {list(r.recorded.reasons)}, "
+              f"replayed {r.replayed.verdict} {list(r.replayed.reasons)}")
+    return 0 if all(r.same for r in results) else 1
+
+
+def cmd_approve(args) -> int:
+    """Approve or reject through the Airflow API server: identity is the Airflow login, not a flag."""
+    import getpass
+
+    import httpx
+
+    password = os.environ.get("STELLA_API_PASSWORD") or getpass.getpass(f"Airflow password for {args.user}: ")
+    with httpx.Client(base_url=args.api_url.rstrip("/"), timeout=30) as client:
+        r = client.post("/auth/token", json={"username": args.user, "password": password})
+        if r.status_code >= 400:
+            print(f"stella: login as {args.user} failed: HTTP {r.status_code}", file=sys.stderr)
+            return 2
+        token = r.json()["access_token"]
+        r = client.post(f"/stella/api/v1/promotions/{args.promotion}/approvals",
+                        headers={"Authorization": f"Bearer {token}"},
+                        json={"decision": "reject" if args.reject else "approve", "comment": args.comment or ""})
+    body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {"detail": r.text}
+    if r.status_code >= 400:
+        print(f"refused (HTTP {r.status_code}): {body.get('refusal') or body.get('detail')}")
+        return 1
+    state = body.get("approvals", {})
+    print(("counted" if body.get("counted") else f"not counted ({body.get('refusal')})")
+          + f"; approvals {state.get('status')}, {state.get('needed')} more needed")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stella", description=__doc__.splitlines()[0])
     p.add_argument("--ledger-conn-id", default=None, help="Airflow Connection of the ledger")
@@ -148,6 +194,25 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="deployed release per app and environment")
     st.add_argument("--estate", default=_default_estate())
     st.set_defaults(func=cmd_status)
+
+    w = sub.add_parser("why", help='"why blocked?" for a promotion')
+    w.add_argument("promotion")
+    w.add_argument("--estate", default=_default_estate())
+    w.set_defaults(func=cmd_why)
+
+    rp = sub.add_parser("replay", help="re-decide a promotion's recorded gate verdicts from their inputs")
+    rp.add_argument("promotion")
+    rp.add_argument("--estate", default=_default_estate())
+    rp.set_defaults(func=cmd_replay)
+
+    ap = sub.add_parser("approve", help="approve (or --reject) a promotion through the Airflow API server")
+    ap.add_argument("promotion")
+    ap.add_argument("--reject", action="store_true")
+    ap.add_argument("-m", "--comment", default="")
+    ap.add_argument("--api-url", default=os.environ.get("STELLA_API_URL", "http://localhost:8080"))
+    ap.add_argument("--user", default=os.environ.get("STELLA_API_USER", os.environ.get("USER", "admin")),
+                    help="Airflow user (password from STELLA_API_PASSWORD or a prompt)")
+    ap.set_defaults(func=cmd_approve)
 
     e = sub.add_parser("evidence", help="evidence records").add_subparsers(dest="evidence_cmd", required=True)
     ev = e.add_parser("verify", help="verify an evidence record (ledger id or exported file)")

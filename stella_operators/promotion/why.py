@@ -35,11 +35,21 @@ def explain_promotion(estate, ledger, promotion_id: str) -> dict[str, Any]:
                      + (f"; approved so far by {', '.join(st.approvers)}" if st.approvers else ""))
         if requirement.separation_of_duties:
             lines.append(f"    (separation of duties: {promo.requested_by} requested it and may not approve)")
-    elif promo.status in (S.FAILED, S.ROLLED_BACK, S.REJECTED) and not blocked:
-        detail = ledger.promotion_events(promotion_id)[-1].detail if hasattr(ledger, "promotion_events") else None
-        if detail:
-            lines.append(f"  {detail}")
+    elif promo.status in (S.FAILED, S.ROLLED_BACK, S.REJECTED, S.CANCELLED) and not blocked:
+        last = last_transition(ledger, promotion_id)
+        if last:
+            out["ended"] = last
+            lines.append(f"  ended by {last['actor']}: {last['detail'] or 'no detail recorded'}")
     if len(lines) == 1:
         lines.append("  nothing blocks it")
     out["text"] = "\n".join(lines)
     return out
+
+
+def last_transition(ledger, promotion_id: str) -> dict[str, Any] | None:
+    """The latest status change of a promotion, from the audit log (who, to what, why)."""
+    events = [e for e in ledger.audit_events(f"promotion:{promotion_id}") if e.action == "promotion.transition"]
+    if not events:
+        return None
+    e = events[-1]
+    return {"actor": e.actor, "to": e.detail.get("to"), "detail": e.detail.get("detail"), "at": e.at.isoformat()}

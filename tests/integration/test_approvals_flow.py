@@ -1,0 +1,191 @@
+"""Approvals through a real Airflow deployment: api-server, scheduler (LocalExecutor), triggerer
+and dag-processor run as separate processes; users trigger and approve through the real REST API
+with real JWTs; targets are real dockerd hosts. Nothing is mocked.
+
+Story (environment `stage` needs 2 approvals from release-managers, separation of duties on):
+the requester's own approval is refused (403) and recorded; bob approves, twice, and counts once;
+carol approves and the deployment starts; a rejection ends a run as rejected; a timeout fails
+closed.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+
+from devstack.estate_lab import HEALTH, conn_id_for
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.root
+USERS = {"admin": "admin", "alice": "op", "bob": "op", "carol": "op", "dave": "op", "erin": "op"}
+
+
+def estate_yaml(lab) -> str:
+    return textwrap.dedent(f"""
+        registries: [{{host: "{lab.registry_host}", scheme: http}}]
+        approver_groups:
+          - {{name: release-managers, users: [alice, bob, carol, dave]}}
+        apps:
+          - name: kiosk
+            components:
+              - name: web
+                repository: {lab.repository}
+                health: {{command: {json.dumps(HEALTH)}, interval_s: 0.5, timeout_s: 2, retries: 3}}
+        environments:
+          - name: dev
+            targets: [{{name: k-dev-1, type: docker, connection: {conn_id_for("dev-1")}}}]
+          - name: stage
+            approvals: {{required: 2, groups: [release-managers], separation_of_duties: true, timeout_s: 600}}
+            targets:
+              - {{name: k-stage-1, type: docker, connection: {conn_id_for("stage-1")}}}
+              - {{name: k-stage-2, type: docker, connection: {conn_id_for("stage-2")}}}
+          - name: prod
+            approvals: {{required: 1, groups: [release-managers], timeout_s: 6}}
+            targets: [{{name: k-prod-1, type: docker, connection: {conn_id_for("dev-2")}}}]
+    """)
+
+
+@pytest.fixture(scope="module")
+def stack(estate_lab, tmp_path_factory):
+    from devstack.airflow_stack import AirflowStack
+
+    work = tmp_path_factory.mktemp("approvals")
+    estate = work / "estate.yaml"
+    estate.write_text(estate_yaml(estate_lab))
+    ledger_path = work / "ledger.db"
+    env = {**estate_lab.connection_env(), "STELLA_ESTATE": str(estate), "STELLA_HOME": str(work / "stella"),
+           "AIRFLOW_CONN_STELLA_LEDGER": json.dumps({"conn_type": "sqlite", "host": str(ledger_path)})}
+    s = AirflowStack(home=work / "airflow", dags_folder=ROOT / "dags", users=USERS, env=env)
+    s.start()
+    try:
+        s.client = httpx.Client(base_url=s.url, timeout=30)
+        s.tokens = {u: s.client.post("/auth/token", json={"username": u, "password": p}).json()["access_token"]
+                    for u, p in s.passwords.items()}
+        s.wait_for_dag("stella_promote__kiosk__stage", s.tokens["admin"])
+        s.env_extra, s.estate_path, s.ledger_path = env, estate, ledger_path
+        yield s
+    finally:
+        s.stop()
+
+
+def call(stack, method, url, user, **kw):
+    return stack.client.request(method, url, headers={"Authorization": f"Bearer {stack.tokens[user]}"}, **kw)
+
+
+def ledger(stack):
+    from stella_operators.ledger import Ledger
+
+    return Ledger.open(f"sqlite:///{stack.ledger_path}")
+
+
+def trigger(stack, dag_id, user, **conf):
+    r = call(stack, "POST", f"/api/v2/dags/{dag_id}/dagRuns", user, json={"logical_date": None, "conf": conf})
+    assert r.status_code == 200, r.text
+    return r.json()["dag_run_id"]
+
+
+def wait_until(predicate, timeout_s=90, what="condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def run_state(stack, dag_id, run_id):
+    return call(stack, "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", "admin").json()["state"]
+
+
+def wait_run(stack, dag_id, run_id, timeout_s=120):
+    return wait_until(lambda: (st := run_state(stack, dag_id, run_id)) in ("success", "failed") and st,
+                      timeout_s, f"{dag_id} {run_id} to finish")
+
+
+def ti_state(stack, dag_id, run_id, task_id):
+    return call(stack, "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}", "admin").json()["state"]
+
+
+def promotion_of(stack, dag_id, run_id):
+    return wait_until(lambda: ledger(stack).find_promotion_by_run(dag_id, run_id), 60, f"promotion of {run_id}")
+
+
+def approve(stack, user, pid, decision="approve", comment="looks good", **extra):
+    return call(stack, "POST", f"/stella/api/v1/promotions/{pid}/approvals", user,
+                json={"decision": decision, "comment": comment, **extra})
+
+
+def test_two_approvals_with_separation_of_duties_then_deploy(stack, estate_lab):
+    digest = estate_lab.push_web("3.0.0")
+    out = subprocess.run([sys.executable, "-m", "stella_operators.cli.main", "release", "create", "--estate",
+                          str(stack.estate_path), "--app", "kiosk", "--name", "kiosk-3.0.0", "web=3.0.0",
+                          "--user", "erin"], env={**os.environ, **stack.env_extra}, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+    run = trigger(stack, "stella_promote__kiosk__dev", "alice", release="kiosk-3.0.0", reason="dev first")
+    assert wait_run(stack, "stella_promote__kiosk__dev", run) == "success"
+
+    run = trigger(stack, "stella_promote__kiosk__stage", "alice", release="kiosk-3.0.0", reason="to stage")
+    promo = promotion_of(stack, "stella_promote__kiosk__stage", run)
+    wait_until(lambda: ledger(stack).get_promotion(promo.id).status == "awaiting_approval", 90, "awaiting_approval")
+    # the sensor waits deferred: no worker slot
+    wait_until(lambda: ti_state(stack, "stella_promote__kiosk__stage", run, "approval") == "deferred", 60, "deferred")
+
+    r = approve(stack, "alice", promo.id)               # the requester
+    assert r.status_code == 403 and r.json()["refusal"] == "approval.requester_cannot_approve"
+    r = approve(stack, "bob", promo.id)
+    assert r.status_code == 201 and r.json()["approvals"]["needed"] == 1
+    r = approve(stack, "bob", promo.id)                 # twice: still one
+    assert r.status_code == 200 and r.json()["counted"] is False and r.json()["approvals"]["needed"] == 1
+    r = approve(stack, "carol", promo.id, content_hash="sha256:" + "0" * 64)  # saw other digests
+    assert r.status_code == 409 and r.json()["refusal"] == "approval.bound_to_other_release"
+    time.sleep(3)
+    assert ti_state(stack, "stella_promote__kiosk__stage", run, "deploy") is None  # not started
+    detail = call(stack, "GET", f"/stella/api/v1/promotions/{promo.id}", "erin").json()
+    assert "waiting for 1 more approval(s)" in detail["why"]["text"] and "approved so far by bob" in detail["why"]["text"]
+
+    r = approve(stack, "carol", promo.id, content_hash=ledger(stack).get_release(promo.release_id).content_hash)
+    assert r.status_code == 201
+    assert wait_run(stack, "stella_promote__kiosk__stage", run) == "success"
+    attempts = [(a.approver, a.counted, a.refusal) for a in ledger(stack).approvals_for(promo.id)]
+    assert attempts == [("alice", False, "approval.requester_cannot_approve"), ("bob", True, None),
+                        ("bob", False, "approval.duplicate"), ("carol", False, "approval.bound_to_other_release"),
+                        ("carol", True, None)]
+    for target in ("stage-1", "stage-2"):
+        client = docker.APIClient(base_url=estate_lab.hosts[target].engine_url, version="auto")
+        [c] = client.containers(filters={"label": "stella.app=kiosk"})
+        assert client.inspect_image(c["ImageID"])["RepoDigests"][0].endswith(digest)
+    approvals_ev = [e for e in ledger(stack).evidence_for(promotion_id=promo.id) if e.type == "approval"]
+    assert sorted(e.content["approver"] for e in approvals_ev) == ["bob", "carol"]
+
+
+def test_rejection_ends_the_run_as_rejected(stack):
+    run = trigger(stack, "stella_promote__kiosk__stage", "alice", release="kiosk-3.0.0", reason="again")
+    promo = promotion_of(stack, "stella_promote__kiosk__stage", run)
+    wait_until(lambda: ledger(stack).get_promotion(promo.id).status == "awaiting_approval", 90, "awaiting_approval")
+    out = subprocess.run([sys.executable, "-m", "stella_operators.cli.main", "approve", promo.id, "--reject",
+                          "-m", "not during the sale", "--api-url", stack.url, "--user", "dave"],
+                         env={**os.environ, "STELLA_API_PASSWORD": stack.passwords["dave"]},
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("counted; approvals rejected"), out.stdout + out.stderr
+    assert wait_run(stack, "stella_promote__kiosk__stage", run) == "failed"
+    assert ledger(stack).get_promotion(promo.id).status == "rejected"
+    assert ti_state(stack, "stella_promote__kiosk__stage", run, "deploy") == "upstream_failed"
+
+
+def test_approval_timeout_fails_closed(stack):
+    run = trigger(stack, "stella_promote__kiosk__prod", "alice", release="kiosk-3.0.0", reason="prod")
+    promo = promotion_of(stack, "stella_promote__kiosk__prod", run)
+    assert wait_run(stack, "stella_promote__kiosk__prod", run, timeout_s=90) == "failed"
+    assert ledger(stack).get_promotion(promo.id).status == "failed"
+    why = call(stack, "GET", f"/stella/api/v1/promotions/{promo.id}", "erin").json()["why"]
+    assert why["ended"]["detail"]["reason"] == "approval.timeout"
+    assert ti_state(stack, "stella_promote__kiosk__prod", run, "deploy") == "upstream_failed"
