@@ -48,6 +48,14 @@ def build_estate_dags(estate_path: str | Path) -> dict[str, DAG]:
     return dags
 
 
+def _freeze_aware(env):
+    """The environment's cron schedule, skipping ticks inside its freeze gates' windows."""
+    from stella_operators.timetables import FreezeAwareCronTimetable
+
+    windows = [w for g in env.gates if g.get("type") == "freeze" for w in g.get("windows", [])]
+    return FreezeAwareCronTimetable(env.schedule.cron, timezone=env.schedule.timezone, windows=windows)
+
+
 def _release_dag(estate: Estate, app: str, path: str) -> DAG:
     comps = estate.app(app).components
     params = {
@@ -76,10 +84,13 @@ def _promote_dag(estate: Estate, app: str, env_name: str, path: str) -> DAG:
     env = estate.environment(env_name)
     upstream = [u for u in estate.upstream(env_name) if u in {e.name for e in estate.app_environments(app)}]
     schedule = [verified_asset(app, u) for u in upstream] if env.auto_promote and upstream else None
-    if env.auto_promote and upstream:
+    if env.schedule is not None:
+        schedule = _freeze_aware(env)
+    if (env.auto_promote or env.schedule is not None) and upstream:
         release_param = Param("", type="string", title="Release",
-                              description="Empty: the release the upstream environment just verified")
-        reason_param = Param("automatic promotion", type="string", title="Reason")
+                              description="Empty: the release the upstream environment verified last")
+        reason_param = Param("automatic promotion" if env.auto_promote else "scheduled promotion",
+                             type="string", title="Reason")
     else:
         release_param = Param(type="string", minLength=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$",
                               title="Release", description="Release name (e.g. shop-2.3.1) or id")

@@ -71,6 +71,14 @@ class ApprovalRequirement(_Strict):
     timeout_s: float = Field(86400, gt=0, le=30 * 86400, description="then the promotion fails closed")
 
 
+class PromotionSchedule(_Strict):
+    """Promote on a timetable: each tick promotes the release last verified upstream; ticks inside
+    this environment's freeze windows are skipped (FreezeAwareCronTimetable)."""
+
+    cron: Annotated[str, StringConstraints(pattern=r"^[0-9*,/ A-Za-z?-]{9,100}$")]
+    timezone: str = "UTC"
+
+
 class Environment(_Strict):
     name: Name
     requires: list[Name] | None = Field(
@@ -83,6 +91,7 @@ class Environment(_Strict):
     on_failure: Literal["rollback"] = "rollback"
     auto_promote: bool = Field(False, description="run when the upstream environment verifies a release")
     approvals: ApprovalRequirement | None = None
+    schedule: PromotionSchedule | None = None
     gates: list[dict[str, Any]] = Field(
         default_factory=list, description="gate entries: {type: security|freeze|policy|..., name?, ...config}")
     max_active_promotions: int = Field(

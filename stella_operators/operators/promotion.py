@@ -34,10 +34,18 @@ class RequestPromotionOperator(PromotionStepOperator):
                     return rid
         return ""
 
+    def _latest_upstream(self) -> str:
+        """Scheduled runs: the release most recently verified in the upstream environment."""
+        for env in self.estate.upstream(self.environment):
+            rel = self.ledger.deployed_release(self.app, env)
+            if rel is not None:
+                return rel.id
+        return ""
+
     def execute(self, context: Any) -> str:
         from stella_operators.promotion.service import PromotionRefused, PromotionRequest, request_promotion
 
-        release = (self.release or "").strip() or self._release_from_assets(context)
+        release = (self.release or "").strip() or self._release_from_assets(context) or self._latest_upstream()
         run = context.get("dag_run")
         req = PromotionRequest(app=self.app, environment=self.environment, release=release,
                                requested_by=actor_of(context), reason=self.reason or "",

@@ -19,6 +19,13 @@ def _ledger(conn_id: str | None):
     return LedgerHook(conn_id).get_conn()
 
 
+# Airflow 3.3 fails a deferred task whose trigger fires before the scheduler has drained the
+# deferring attempt's own executor event (apache/airflow#71580, #72716: the resumed attempt is
+# marked failed by a stale "success"). Seen here with a lock freed 2 s after deferral. Firing no
+# earlier than this many seconds after the trigger starts keeps clear of that window.
+MIN_WAIT_S = 8.0
+
+
 class _LedgerPollTrigger(BaseTrigger):
     """Calls `_check()` (blocking, in a thread) every `poll_interval` s until it returns an event."""
 
@@ -28,6 +35,7 @@ class _LedgerPollTrigger(BaseTrigger):
         raise NotImplementedError
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        await asyncio.sleep(MIN_WAIT_S)
         while True:
             try:
                 event = await asyncio.to_thread(self._check)

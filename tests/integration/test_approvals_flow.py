@@ -2,6 +2,8 @@
 and dag-processor run as separate processes; users trigger and approve through the real REST API
 with real JWTs; targets are real dockerd hosts. Nothing is mocked.
 
+Also: the per-environment deploy lock makes a second promotion wait deferred, or refuses it.
+
 Story (environment `stage` needs 2 approvals from release-managers, separation of duties on):
 the requester's own approval is refused (403) and recorded; bob approves, twice, and counts once;
 carol approves and the deployment starts; a rejection ends a run as rejected; a timeout fails
@@ -49,6 +51,14 @@ def estate_yaml(lab) -> str:
           - name: prod
             approvals: {{required: 1, groups: [release-managers], timeout_s: 6}}
             targets: [{{name: k-prod-1, type: docker, connection: {conn_id_for("dev-2")}}}]
+          - name: shared
+            requires: []
+            lock: wait
+            targets: [{{name: k-shared-1, type: docker, connection: {conn_id_for("dev-2")}}}]
+          - name: strict
+            requires: []
+            lock: refuse
+            targets: [{{name: k-strict-1, type: docker, connection: {conn_id_for("dev-2")}}}]
     """)
 
 
@@ -189,3 +199,36 @@ def test_approval_timeout_fails_closed(stack):
     why = call(stack, "GET", f"/stella/api/v1/promotions/{promo.id}", "erin").json()["why"]
     assert why["ended"]["detail"]["reason"] == "approval.timeout"
     assert ti_state(stack, "stella_promote__kiosk__prod", run, "deploy") == "upstream_failed"
+
+
+def test_environment_lock_waits_deferred_then_deploys(stack, estate_lab):
+    led = ledger(stack)
+    release = led.find_release("kiosk", "kiosk-3.0.0")
+    # another promotion holds the environment's deploy lock, as a deployment in progress would
+    holder = led.create_promotion(app="kiosk", environment="shared", release_id=release.id, requested_by="ops")
+    assert led.acquire_environment_lock("shared", holder.id, "test") is None
+    run = trigger(stack, "stella_promote__kiosk__shared", "alice", release="kiosk-3.0.0", reason="wait for it")
+    wait_until(lambda: ti_state(stack, "stella_promote__kiosk__shared", run, "deploy") == "deferred", 90,
+               "deploy to wait deferred for the lock")
+    time.sleep(2)
+    assert run_state(stack, "stella_promote__kiosk__shared", run) == "running"
+    assert led.release_environment_lock("shared", holder.id)
+    assert wait_run(stack, "stella_promote__kiosk__shared", run) == "success"
+    assert led.environment_lock_holder("shared") is None
+
+
+def test_environment_lock_refuses_when_configured(stack, estate_lab):
+    led = ledger(stack)
+    release = led.find_release("kiosk", "kiosk-3.0.0")
+    holder = led.create_promotion(app="kiosk", environment="strict", release_id=release.id, requested_by="ops")
+    assert led.acquire_environment_lock("strict", holder.id, "test") is None
+    client = docker.APIClient(base_url=estate_lab.hosts["dev-2"].engine_url, version="auto")
+    before = sorted(c["Id"] for c in client.containers(all=True))
+    run = trigger(stack, "stella_promote__kiosk__strict", "alice", release="kiosk-3.0.0", reason="no waiting")
+    assert wait_run(stack, "stella_promote__kiosk__strict", run) == "failed"
+    promo = led.find_promotion_by_run("stella_promote__kiosk__strict", run)
+    assert promo.status == "failed"
+    why = call(stack, "GET", f"/stella/api/v1/promotions/{promo.id}", "erin").json()["why"]
+    assert why["ended"]["detail"] == {"reason": "lock.held", "holder": holder.id}
+    assert sorted(c["Id"] for c in client.containers(all=True)) == before   # nothing touched
+    assert led.environment_lock_holder("strict") == holder.id

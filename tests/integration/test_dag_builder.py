@@ -114,3 +114,28 @@ def test_trigger_form_is_validated_by_the_rest_api(airflow_api):
     r = airflow_api.request("POST", url, user="vera",
                             json={"logical_date": None, "conf": {"release": "shop-1.0.0", "reason": "viewer"}})
     assert r.status_code == 403
+
+
+def test_scheduled_promotion_uses_a_freeze_aware_timetable(folder, tmp_path):
+    estate = tmp_path / "estate.yaml"
+    estate.write_text(estate_text().replace("    auto_promote: false\n", textwrap.indent(textwrap.dedent("""
+        schedule: {cron: "0 9 * * *", timezone: Europe/Berlin}
+        gates:
+          - type: freeze
+            windows:
+              - {name: xmas, kind: deny, timezone: Europe/Berlin, start: "2026-12-24T00:00:00", end: "2026-12-27T00:00:00"}
+    """), "    ")))
+    dag_file(folder, "sched", estate)
+    bag = parse(folder)
+    assert bag.import_errors == {}
+    stage = bag.dags[promote_dag_id("shop", "stage")]
+    assert type(stage.timetable).__name__ == "FreezeAwareCronTimetable"
+    from datetime import datetime, timezone
+
+    from airflow.timetables.base import DataInterval, TimeRestriction
+
+    last = datetime(2026, 12, 23, 8, 0, tzinfo=timezone.utc)  # 09:00 Berlin on the 23rd
+    nxt = stage.timetable.next_dagrun_info(last_automated_data_interval=DataInterval(last, last),
+                                           restriction=TimeRestriction(None, None, catchup=True))
+    assert nxt.run_after == datetime(2026, 12, 27, 8, 0, tzinfo=timezone.utc)  # the 24th..26th are frozen
+    assert stage.params["release"] == ""  # scheduled runs take the release verified upstream
