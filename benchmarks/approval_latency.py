@@ -29,13 +29,13 @@ import argparse
 import hashlib
 import json
 import os
+import random
 import shutil
 import statistics
 import sys
 import tempfile
 import textwrap
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -52,7 +52,11 @@ BASE_DAG = "bench_baseline_approval"
 PROBE_DAG = "bench_probe"
 RELEASE = "bench-1.0.0"
 POLL_INTERVAL_S = 2.0          # ApprovalSensor's default, which the generated DAG uses
-SETTLE_S = 2.0                 # wait after the approval task is waiting, before answering
+SETTLE_S = 2.0                 # "early" answers: this long after the approval task is waiting
+try:                           # the trigger's first ledger read comes this long after it starts
+    from stella_operators.triggers.ledger_poll import MIN_WAIT_S
+except ImportError:
+    MIN_WAIT_S = 0.0
 
 
 def estate_yaml() -> str:
@@ -210,12 +214,13 @@ def seed_release(estate_path: Path, ledger_url: str, stella_home: Path):
 
 @dataclass
 class Sample:
-    side: str
+    side: str                 # stella | baseline
+    mode: str                 # steady | early
     run_id: str
+    delay_s: float            # approval task seen waiting -> approving call
     latency_s: float          # deploy start - t0
     call_s: float             # duration of the approving HTTP call
     approval_done_s: float    # approval task end - t0
-    waiting_s: float          # trigger -> approval task waiting
     fired_s: float | None = None   # stella: the trigger's event (from its log) - t0
 
 
@@ -227,28 +232,6 @@ def wait_deploy_start(api: Api, dag_id: str, run_id: str, timeout_s: float = 120
 def finish(api: Api, dag_id: str, run_id: str, timeout_s: float = 180) -> str:
     return wait_until(lambda: (st := api.run_state(dag_id, run_id)) in ("success", "failed") and st,
                       timeout_s, f"{dag_id} {run_id} to finish", interval_s=0.5)
-
-
-def stella_once(api: Api, ledger, i: int) -> Sample:
-    t_trig = time.time()
-    run = api.trigger(STELLA_DAG, "alice", {"release": RELEASE, "reason": f"latency run {i}"})
-    wait_until(lambda: api.ti(STELLA_DAG, run, "approval").get("state") == "deferred", 180,
-               f"{run} approval deferred")
-    waiting = time.time() - t_trig
-    promo = ledger.find_promotion_by_run(STELLA_DAG, run)
-    time.sleep(SETTLE_S)
-    t0 = time.time()
-    r = api.call("POST", f"/stella/api/v1/promotions/{promo.id}/approvals", "bob",
-                 json={"decision": "approve", "comment": f"benchmark {i}"})
-    call_s = time.time() - t0
-    if r.status_code != 201 or r.json()["approvals"]["status"] != "approved":
-        raise RuntimeError(f"stella approval refused: {r.status_code} {r.text}")
-    start = wait_deploy_start(api, STELLA_DAG, run)
-    approval_end = ts(api.ti(STELLA_DAG, run, "approval").get("end_date"))
-    finish(api, STELLA_DAG, run)       # the deploy fails (no Docker engine): expected
-    fired = trigger_fired_at(api.logs, STELLA_DAG, run)
-    return Sample("stella", run, start - t0, call_s, (approval_end or start) - t0, waiting,
-                  fired - t0 if fired else None)
 
 
 def trigger_fired_at(logs: Path, dag_id: str, run_id: str) -> float | None:
@@ -265,13 +248,31 @@ def trigger_fired_at(logs: Path, dag_id: str, run_id: str) -> float | None:
     return None
 
 
-def baseline_once(api: Api, i: int) -> Sample:
-    t_trig = time.time()
+def stella_once(api: Api, ledger, mode: str, delay_s: float, i: int) -> Sample:
+    run = api.trigger(STELLA_DAG, "alice", {"release": RELEASE, "reason": f"latency run {i}"})
+    wait_until(lambda: api.ti(STELLA_DAG, run, "approval").get("state") == "deferred", 180,
+               f"{run} approval deferred")
+    promo = ledger.find_promotion_by_run(STELLA_DAG, run)
+    time.sleep(delay_s)
+    t0 = time.time()
+    r = api.call("POST", f"/stella/api/v1/promotions/{promo.id}/approvals", "bob",
+                 json={"decision": "approve", "comment": f"benchmark {i}"})
+    call_s = time.time() - t0
+    if r.status_code != 201 or r.json()["approvals"]["status"] != "approved":
+        raise RuntimeError(f"stella approval refused: {r.status_code} {r.text}")
+    start = wait_deploy_start(api, STELLA_DAG, run)
+    approval_end = ts(api.ti(STELLA_DAG, run, "approval").get("end_date"))
+    finish(api, STELLA_DAG, run)       # the deploy fails (no Docker engine): expected
+    fired = trigger_fired_at(api.logs, STELLA_DAG, run)
+    return Sample("stella", mode, run, delay_s, start - t0, call_s, (approval_end or start) - t0,
+                  fired - t0 if fired else None)
+
+
+def baseline_once(api: Api, mode: str, delay_s: float, i: int) -> Sample:
     run = api.trigger(BASE_DAG, "alice")
     wait_until(lambda: api.ti(BASE_DAG, run, "approval").get("state") == "awaiting_input", 180,
                f"{run} approval awaiting_input")
-    waiting = time.time() - t_trig
-    time.sleep(SETTLE_S)
+    time.sleep(delay_s)
     t0 = time.time()
     r = api.call("PATCH", f"/api/v2/dags/{BASE_DAG}/dagRuns/{run}/taskInstances/approval/-1/hitlDetails", "bob",
                  json={"chosen_options": ["Approve"]})
@@ -283,35 +284,51 @@ def baseline_once(api: Api, i: int) -> Sample:
     state = finish(api, BASE_DAG, run)
     if state != "success":
         raise RuntimeError(f"baseline run {run} ended {state}")
-    return Sample("baseline", run, start - t0, call_s, (approval_end or start) - t0, waiting)
+    return Sample("baseline", mode, run, delay_s, start - t0, call_s, (approval_end or start) - t0)
 
 
-def latency(api: Api, ledger, repeat: int) -> dict:
-    log("warm-up: one run of each side (not counted)")
-    w = [stella_once(api, ledger, 0), baseline_once(api, 0)]
-    for s in w:
-        log(f"  warm-up {s.side:8s} latency {s.latency_s:.2f} s")
+def show(i, s: Sample) -> None:
+    fired = f"trigger fired +{s.fired_s:.2f} s, " if s.fired_s is not None else ""
+    log(f"  #{i} {s.mode:6s} {s.side:8s} approved {s.delay_s:4.1f} s after waiting began: deploy started "
+        f"+{s.latency_s:5.2f} s  ({fired}approval task done +{s.approval_done_s:.2f} s, "
+        f"approving call {s.call_s * 1000:.0f} ms)")
+
+
+def latency(api: Api, ledger, repeat: int, early: bool, rng: random.Random) -> dict:
+    # steady: the answer comes after the trigger's start-up wait (MIN_WAIT_S) is over, at a random
+    # phase of its poll cycle (what an approver who reads the request first sees); both sides get
+    # the same delays. early: the answer comes SETTLE_S after the approval task started waiting.
+    steady_base = MIN_WAIT_S + 4.0
+    log(f"warm-up: one run of each side (not counted); steady delay {steady_base:.0f}-"
+        f"{steady_base + POLL_INTERVAL_S:.0f} s, early delay {SETTLE_S:.0f} s")
+    for s in (stella_once(api, ledger, "steady", steady_base, 0), baseline_once(api, "steady", steady_base, 0)):
+        show("w", s)
     samples: list[Sample] = []
     for i in range(1, repeat + 1):
-        for s in (stella_once(api, ledger, i), baseline_once(api, i)):
-            samples.append(s)
-            fired = f"trigger fired at +{s.fired_s:.2f} s, " if s.fired_s is not None else ""
-            log(f"  #{i} {s.side:8s} approve->deploy start {s.latency_s:5.2f} s  (approving call {s.call_s * 1000:4.0f} ms, "
-                f"{fired}approval task done at +{s.approval_done_s:.2f} s; waiting reached {s.waiting_s:.1f} s after trigger)")
-    st = [s for s in samples if s.side == "stella"]
-    bl = [s for s in samples if s.side == "baseline"]
-    med = lambda xs: statistics.median(xs)  # noqa: E731
-    res = {"stella": [s.latency_s for s in st], "baseline": [s.latency_s for s in bl],
-           "stella_median": med([s.latency_s for s in st]), "baseline_median": med([s.latency_s for s in bl]),
-           "stella_approval_done_median": med([s.approval_done_s for s in st]),
-           "baseline_approval_done_median": med([s.approval_done_s for s in bl]),
-           "stella_tail_median": med([s.latency_s - s.approval_done_s for s in st]),
-           "baseline_tail_median": med([s.latency_s - s.approval_done_s for s in bl])}
-    fired = [s for s in st if s.fired_s is not None]
-    if fired:
-        res["stella_fired_median"] = med([s.fired_s for s in fired])
-        res["stella_after_fire_median"] = med([s.latency_s - s.fired_s for s in fired])
-    res["ratio"] = res["stella_median"] / res["baseline_median"]
+        d = steady_base + rng.uniform(0, POLL_INTERVAL_S)
+        batch = [stella_once(api, ledger, "steady", d, i), baseline_once(api, "steady", d, i)]
+        if early:
+            batch += [stella_once(api, ledger, "early", SETTLE_S, i), baseline_once(api, "early", SETTLE_S, i)]
+        for s in batch:
+            show(i, s)
+        samples += batch
+    med = statistics.median
+    res = {"samples": samples}
+    for mode in ("steady", "early"):
+        st = [s for s in samples if s.side == "stella" and s.mode == mode]
+        bl = [s for s in samples if s.side == "baseline" and s.mode == mode]
+        if not st or not bl:
+            continue
+        r = {"stella": [s.latency_s for s in st], "baseline": [s.latency_s for s in bl],
+             "stella_median": med([s.latency_s for s in st]), "baseline_median": med([s.latency_s for s in bl]),
+             "stella_done": med([s.approval_done_s for s in st]), "baseline_done": med([s.approval_done_s for s in bl]),
+             "delay": med([s.delay_s for s in st])}
+        r["ratio"] = r["stella_median"] / r["baseline_median"]
+        fired = [s for s in st if s.fired_s is not None]
+        if fired:
+            r["fired"] = med([s.fired_s for s in fired])
+            r["after_fire"] = med([s.latency_s - s.fired_s for s in fired])
+        res[mode] = r
     return res
 
 
@@ -325,38 +342,51 @@ def waiting_at_scale(api: Api, stack, ledger, n: int, budget_s: float) -> dict:
     idle_rss = rss_mb(trig_pids)
     log(f"triggerer idle: {len(trig_pids)} process(es), RSS {idle_rss:.0f} MB, CPU {idle_cpu:.1f}% of a core")
 
+    # One POST after the other: parallel POSTs make SQLite (Airflow's metadata DB here) answer
+    # 500 "database is locked" after its 5 s busy timeout. A 500 rolls back: retry it.
     t_start = time.monotonic()
-    with ThreadPoolExecutor(8) as pool:
-        runs = list(pool.map(lambda i: api.trigger(STELLA_DAG, "alice",
-                                                   {"release": RELEASE, "reason": f"waiting {i}"}), range(n)))
+    runs, retries = [], 0
+    for i in range(n):
+        for attempt in range(5):
+            try:
+                runs.append(api.trigger(STELLA_DAG, "alice", {"release": RELEASE, "reason": f"waiting {i}"}))
+                break
+            except RuntimeError:
+                retries += 1
+                if attempt == 4:
+                    raise
+                time.sleep(1)
     t_triggered = time.monotonic() - t_start
-    log(f"triggered {n} promotion runs in {t_triggered:.1f} s")
+    log(f"triggered {n} promotion runs in {t_triggered:.1f} s ({retries} POSTs retried after a 500)")
 
     deadline = t_start + budget_s
-    deferred, last = 0, 0.0
+    deferred, last, peak_running = 0, 0.0, 0
     while time.monotonic() < deadline:
         deferred = api.count_tis(STELLA_DAG, task_id="approval", state="deferred")
         if deferred >= n:
             break
         if time.monotonic() - last >= 15:
             last = time.monotonic()
-            counts = {s: api.count_tis(STELLA_DAG, state=s) for s in ("queued", "running", "scheduled", "failed")}
+            counts = {s: api.count_tis(STELLA_DAG, state=s) for s in ("scheduled", "queued", "running", "failed")}
+            peak_running = max(peak_running, counts["running"])
             log(f"  +{time.monotonic() - t_start:4.0f} s: {deferred}/{n} approvals deferred; stella TIs {counts}")
         time.sleep(1)
     all_deferred_s = time.monotonic() - t_start
     reached = deferred >= n
     log(f"{deferred}/{n} approval tasks deferred after {all_deferred_s:.0f} s" + ("" if reached else " (budget hit)"))
+    time.sleep(3)     # let the triggerer pick up the last ones
 
     running = api.count_tis(state="running")
     queued = api.count_tis(state="queued")
-    failed = api.count_tis(STELLA_DAG, state="failed", task_id="approval")
+    deferred = api.count_tis(STELLA_DAG, task_id="approval", state="deferred")
+    failed = api.count_tis(STELLA_DAG, state="failed")
     awaiting = sum(1 for r in runs if (p := ledger.find_promotion_by_run(STELLA_DAG, r)) is not None
                    and p.status == "awaiting_approval")
     trig_pids = process_tree(stack.procs["triggerer"].pid)
     rss = rss_mb(trig_pids)
     busy_cpu = cpu_share(trig_pids, 20)
-    log(f"TIs running {running}, queued {queued}; ledger promotions awaiting approval {awaiting}; "
-        f"triggerer RSS {rss:.0f} MB, CPU {busy_cpu:.1f}% of a core")
+    log(f"TIs running {running}, queued {queued}, approval deferred {deferred}, stella failed {failed}; "
+        f"ledger promotions awaiting approval {awaiting}; triggerer RSS {rss:.0f} MB, CPU {busy_cpu:.1f}% of a core")
 
     t_probe = time.time()
     probe = api.trigger(PROBE_DAG, "admin")
@@ -374,16 +404,17 @@ def waiting_at_scale(api: Api, stack, ledger, n: int, budget_s: float) -> dict:
                         json={"decision": "approve", "comment": "scale test"})
         if resp.status_code != 201:
             log(f"  approval of {promo.id} refused: {resp.status_code} {resp.text[:200]}")
+    t_sent = time.time() - t_ap
     starts = [wait_deploy_start(api, STELLA_DAG, r, timeout_s=180) - t_ap for r in chosen]
-    log(f"approved {n_approve}: all deploy tasks started within {max(starts):.1f} s (median {statistics.median(starts):.1f} s)")
+    log(f"approved {n_approve} (calls took {t_sent:.1f} s): all their deploy tasks started within {max(starts):.1f} s "
+        f"(median {statistics.median(starts):.1f} s)")
     still = api.count_tis(STELLA_DAG, task_id="approval", state="deferred")
-    for r in chosen:
-        finish(api, STELLA_DAG, r, timeout_s=180)
     return {"n": n, "deferred": deferred, "reached": reached, "all_deferred_s": all_deferred_s,
-            "triggered_s": t_triggered, "running": running, "queued": queued, "failed": failed,
-            "awaiting": awaiting, "rss": rss, "idle_rss": idle_rss, "cpu": busy_cpu, "idle_cpu": idle_cpu,
-            "procs": len(trig_pids), "probe_state": probe_state, "probe_s": probe_s, "approved": n_approve,
-            "approved_max_s": max(starts), "approved_median_s": statistics.median(starts), "still": still}
+            "triggered_s": t_triggered, "retries": retries, "running": running, "queued": queued,
+            "failed": failed, "awaiting": awaiting, "rss": rss, "idle_rss": idle_rss, "cpu": busy_cpu,
+            "idle_cpu": idle_cpu, "procs": len(trig_pids), "probe_state": probe_state, "probe_s": probe_s,
+            "approved": n_approve, "approved_max_s": max(starts), "approved_median_s": statistics.median(starts),
+            "still": still, "peak_running": peak_running}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,17 +422,20 @@ def waiting_at_scale(api: Api, stack, ledger, n: int, budget_s: float) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=5, help="latency runs per side and mode (0: skip)")
+    ap.add_argument("--skip-early", action="store_true", help="skip the answers given 2 s after waiting began")
     ap.add_argument("--waiting", type=int, default=200)
     ap.add_argument("--skip-waiting", action="store_true")
     ap.add_argument("--waiting-budget", type=float, default=420,
                     help="seconds to wait for all --waiting approval tasks to be deferred")
+    ap.add_argument("--seed", type=int, default=7, help="seed of the random answer phase")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder (logs, DBs)")
     args = ap.parse_args()
 
     from devstack.airflow_stack import AirflowStack
 
     t_all = time.monotonic()
+    load0 = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="stella-approval-bench-"))
     dags = work / "dags"
     dags.mkdir()
@@ -415,15 +449,16 @@ def main() -> None:
     env = {"STELLA_ESTATE": str(estate), "STELLA_HOME": str(stella_home),
            "AIRFLOW_CONN_STELLA_LEDGER": json.dumps({"conn_type": "sqlite", "host": str(ledger_path)})}
     stack = AirflowStack(home=work / "airflow", dags_folder=dags, users=USERS, env=env, parallelism=4)
-    log(f"starting Airflow in {work} (LocalExecutor, parallelism 4, SQLite)")
+    log(f"starting Airflow in {work} (LocalExecutor, parallelism 4, SQLite); load average {load0:.2f}")
     stack.start()
     lat = scale = None
     try:
         api = Api(stack)
         for d in (STELLA_DAG, BASE_DAG, PROBE_DAG):
             stack.wait_for_dag(d, api.tokens["admin"])
-        log(f"stack up, DAGs parsed ({time.monotonic() - t_all:.0f} s); load average {os.getloadavg()[0]:.2f}")
-        lat = latency(api, ledger, args.repeat)
+        log(f"stack up, DAGs parsed ({time.monotonic() - t_all:.0f} s)")
+        if args.repeat > 0:
+            lat = latency(api, ledger, args.repeat, not args.skip_early, random.Random(args.seed))
         if not args.skip_waiting:
             scale = waiting_at_scale(api, stack, ledger, args.waiting, args.waiting_budget)
     finally:
@@ -434,37 +469,42 @@ def main() -> None:
             log(f"kept {work}")
 
     print()
-    print(f"== results ({os.cpu_count()} cores, LocalExecutor parallelism 4, SQLite metadata DB and ledger; "
-          f"total {time.monotonic() - t_all:.0f} s) ==")
+    print(f"== results: {os.cpu_count()} cores, LocalExecutor parallelism 4, SQLite metadata DB and ledger, "
+          f"stella poll {POLL_INTERVAL_S:g} s after a {MIN_WAIT_S:g} s start-up wait; total {time.monotonic() - t_all:.0f} s, "
+          f"load average {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end ==")
     if lat:
         fmt = lambda xs: ", ".join(f"{x:.2f}" for x in xs)  # noqa: E731
-        print(f"stella   approve->deploy start (s): {fmt(lat['stella'])}")
-        print(f"baseline approve->deploy start (s): {fmt(lat['baseline'])}")
-        print(f"approval->deploy latency: stella median {lat['stella_median']:.2f} s, Airflow ApprovalOperator "
-              f"median {lat['baseline_median']:.2f} s, ratio stella/baseline {lat['ratio']:.2f}x "
-              f"(median of {args.repeat}, alternating)")
-        print(f"  of which approval task done: stella +{lat['stella_approval_done_median']:.2f} s, "
-              f"baseline +{lat['baseline_approval_done_median']:.2f} s; then deploy start "
-              f"+{lat['stella_tail_median']:.2f} s / +{lat['baseline_tail_median']:.2f} s "
-              f"(stella's trigger polls the ledger every {POLL_INTERVAL_S:g} s: ~{POLL_INTERVAL_S / 2:g} s "
-              f"expected wait)")
-        if "stella_fired_median" in lat:
-            print(f"  stella split: approval call -> trigger event (ledger poll wait) median "
-                  f"{lat['stella_fired_median']:.2f} s; trigger event -> deploy start median "
-                  f"{lat['stella_after_fire_median']:.2f} s (triggerer -> scheduler -> worker resumes "
-                  f"execute_complete -> deploy)")
+        for mode, what in (("steady", f"approved {MIN_WAIT_S + 4:.0f}-{MIN_WAIT_S + 4 + POLL_INTERVAL_S:.0f} s after "
+                                      "the approval task began waiting"),
+                           ("early", f"approved {SETTLE_S:.0f} s after the approval task began waiting")):
+            r = lat.get(mode)
+            if not r:
+                continue
+            print(f"[{mode}] {what}")
+            print(f"  stella   approve->deploy start (s): {fmt(r['stella'])}")
+            print(f"  baseline approve->deploy start (s): {fmt(r['baseline'])}")
+            print(f"  approval->deploy latency ({mode}): stella median {r['stella_median']:.2f} s, Airflow "
+                  f"ApprovalOperator median {r['baseline_median']:.2f} s, ratio stella/baseline {r['ratio']:.2f}x "
+                  f"(median of {len(r['stella'])}, alternating)")
+            if "fired" in r:
+                print(f"  stella split: approving call -> trigger event (ledger poll) median {r['fired']:.2f} s; "
+                      f"trigger event -> deploy start median {r['after_fire']:.2f} s (triggerer -> scheduler -> "
+                      f"worker resumes the sensor -> deploy); approval task done +{r['stella_done']:.2f} s "
+                      f"(baseline +{r['baseline_done']:.2f} s)")
         print("  (stella's deploy task then fails by design: the benchmark's Docker target has no engine)")
     if scale:
         s = scale
         ok = s["reached"] and s["running"] == 0 and s["deferred"] == s["n"] and s["probe_state"] == "success"
-        print(f"{s['n']} waiting promotions: {s['deferred']} deferred (all within {s['all_deferred_s']:.0f} s of "
-              f"triggering), {s['running']} running, {s['queued']} queued, probe DAG finished in {s['probe_s']:.1f} s, "
-              f"triggerer RSS {s['rss']:.0f} MB (idle {s['idle_rss']:.0f} MB, {s['procs']} processes)")
+        print(f"{s['n']} waiting promotions: {s['deferred']} deferred ({s['all_deferred_s']:.0f} s from the first "
+              f"trigger until all were), {s['running']} running, {s['queued']} queued, probe DAG "
+              f"{s['probe_state']} in {s['probe_s']:.1f} s, triggerer RSS {s['rss']:.0f} MB "
+              f"(idle {s['idle_rss']:.0f} MB; {s['procs']} processes)")
         print(f"  triggerer CPU while they wait: {s['cpu']:.0f}% of a core (idle {s['idle_cpu']:.0f}%) for "
-              f"~{s['deferred'] / POLL_INTERVAL_S:.0f} ledger polls/s ({s['deferred']} triggers / {POLL_INTERVAL_S:g} s)")
-        print(f"  ledger: {s['awaiting']} promotions awaiting approval; approved {s['approved']}: deploy started "
-              f"within {s['approved_max_s']:.1f} s (median {s['approved_median_s']:.1f} s), "
-              f"{s['still']} still deferred")
+              f"~{s['deferred'] / POLL_INTERVAL_S:.0f} ledger polls/s ({s['deferred']} triggers every "
+              f"{POLL_INTERVAL_S:g} s, each reading the estate file and 3 ledger queries)")
+        print(f"  ledger: {s['awaiting']} promotions awaiting approval; triggering took {s['triggered_s']:.0f} s "
+              f"({s['retries']} POSTs retried); approved {s['approved']}: their deploy tasks started within "
+              f"{s['approved_max_s']:.1f} s (median {s['approved_median_s']:.1f} s), {s['still']} still deferred")
         print(f"  check: {'PASS' if ok else 'FAIL'} (all deferred, 0 running, probe succeeded)")
         if not ok:
             sys.exit(1)

@@ -11,6 +11,8 @@ class StellaPlugin(AirflowPlugin):
     fastapi_apps = [{"app": stella_api, "url_prefix": "/stella", "name": "stella-operators"}]
     timetables = [FreezeAwareCronTimetable]
     external_views = [
+        {"name": "Stella releases", "href": "/stella/ui/releases", "destination": "nav",
+         "url_route": "stella-releases", "category": "browse"},
         {"name": "Stella approvals", "href": "/stella/ui/approvals", "destination": "nav",
          "url_route": "stella-approvals", "category": "browse"},
     ]

@@ -11,7 +11,7 @@ from fastapi import FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
-from stella_operators.api.ui import APPROVALS_PAGE
+from stella_operators.api.ui import APPROVALS_PAGE, RELEASES_PAGE
 
 app = FastAPI(title="stella-operators", version="1", description="Releases, promotions, approvals, evidence.")
 
@@ -134,6 +134,38 @@ def get_evidence(evidence_id: str, user: GetUserDep) -> JSONResponse:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no evidence {evidence_id}") from None
     return JSONResponse(json.loads(record.to_file_json()),
                         headers={"Content-Disposition": f'attachment; filename="{evidence_id.replace(":", "-")}.json"'})
+
+
+@app.get("/api/v1/board")
+def release_board(user: GetUserDep, limit: int = Query(30, ge=1, le=500)) -> dict[str, Any]:
+    """Environments x apps with the deployed release and digests, plus the promotion timeline."""
+    ledger, estate = _ledger(), _estate()
+    envs = [e.name for e in estate.environments]
+    cells: dict[str, dict[str, Any]] = {}
+    for a in estate.apps:
+        cells[a.name] = {}
+        for e in estate.app_environments(a.name):
+            rel = ledger.deployed_release(a.name, e.name)
+            cells[a.name][e.name] = None if rel is None else {
+                "release_id": rel.id, "name": rel.name, "content_hash": rel.content_hash,
+                "components": [{"name": c.name, "ref": c.ref, "tag": c.tag} for c in rel.components]}
+    timeline = []
+    for p in ledger.recent_promotions(limit):
+        rel = ledger.get_release(p.release_id)
+        evidence = [{"id": ev.id, "type": str(ev.type)} for ev in ledger.evidence_for(promotion_id=p.id)]
+        timeline.append({"id": p.id, "app": p.app, "environment": p.environment, "status": str(p.status),
+                         "release": rel.name, "requested_by": p.requested_by, "reason": p.reason,
+                         "requested_at": p.requested_at.isoformat(), "evidence": evidence,
+                         "gates": [{"name": v.gate_name, "verdict": str(v.verdict), "reasons": list(v.reasons)}
+                                   for v, _ in ledger.gate_verdicts_for(p.id)]})
+    pending = len(ledger.promotions_with_status("awaiting_approval"))
+    return {"environments": envs, "apps": list(cells), "deployed": cells, "timeline": timeline,
+            "pending_approvals": pending}
+
+
+@app.get("/ui/releases", response_class=HTMLResponse)
+def releases_page(user: GetUserDep) -> str:
+    return RELEASES_PAGE
 
 
 @app.get("/ui/approvals", response_class=HTMLResponse)

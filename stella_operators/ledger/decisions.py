@@ -230,3 +230,12 @@ class LedgerDecisions:
         with self._read() as conn:
             rows = conn.execute(query.order_by(P.requested_at, P.id)).all()
         return [records.promotion_from_row(r) for r in rows]
+
+    def recent_promotions(self, limit: int = 50, app: str | None = None) -> list[Promotion]:
+        """The latest promotions, newest request first (the promotion timeline)."""
+        query = sa.select(promotions)
+        if app is not None:
+            query = query.where(P.app == app)
+        with self._read() as conn:
+            rows = conn.execute(query.order_by(P.requested_at.desc(), P.id.desc()).limit(limit)).all()
+        return [records.promotion_from_row(r) for r in rows]

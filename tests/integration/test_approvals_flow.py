@@ -232,3 +232,27 @@ def test_environment_lock_refuses_when_configured(stack, estate_lab):
     assert why["ended"]["detail"] == {"reason": "lock.held", "holder": holder.id}
     assert sorted(c["Id"] for c in client.containers(all=True)) == before   # nothing touched
     assert led.environment_lock_holder("strict") == holder.id
+
+
+def test_release_board_and_pages_behind_airflow_auth(stack):
+    board = call(stack, "GET", "/stella/api/v1/board", "erin").json()
+    cell = board["deployed"]["kiosk"]["stage"]
+    assert cell["name"] == "kiosk-3.0.0" and cell["components"][0]["ref"].startswith("10.202.0.1:5000/demo/web@sha256:")
+    statuses = {(p["environment"], p["status"]) for p in board["timeline"]}
+    assert {("stage", "deployed"), ("stage", "rejected"), ("prod", "failed"), ("strict", "failed")} <= statuses
+    deployed = next(p for p in board["timeline"] if p["environment"] == "stage" and p["status"] == "deployed")
+    assert {e["type"] for e in deployed["evidence"]} >= {"gate_decision", "approval", "deployment"}
+    ev = call(stack, "GET", f"/stella/api/v1/evidence/{deployed['evidence'][0]['id']}", "erin")
+    assert ev.status_code == 200 and "attachment" in ev.headers["content-disposition"]
+    for page in ("/stella/ui/releases", "/stella/ui/approvals"):
+        assert call(stack, "GET", page, "erin").status_code == 200
+        assert stack.client.get(page).status_code == 401          # no Airflow login, no page
+    assert stack.client.get("/stella/api/v1/board").status_code == 401
+    # the plugin's views are listed in Airflow's own UI navigation
+    plugins = call(stack, "GET", "/api/v2/plugins", "admin").json()["plugins"]
+    views = [v["name"] for p in plugins if p["name"] == "stella_operators" for v in p["external_views"]]
+    assert views == ["Stella releases", "Stella approvals"]
+    # a browser (cookie auth) may not POST without our header: no cross-site approvals
+    r = stack.client.post("/stella/api/v1/promotions/x/approvals", cookies={"_token": stack.tokens["bob"]},
+                          json={"decision": "approve"})
+    assert r.status_code == 403 and "X-Requested-With" in r.text

@@ -121,3 +121,15 @@ def test_cli_validate_exit_codes_and_no_traceback(tmp_path):
 def test_committed_json_schema_is_current():
     committed = json.loads((ROOT / "include" / "schemas" / "estate.schema.json").read_text())
     assert committed == estate_json_schema(), "run: stella schema -o include/schemas/estate.schema.json"
+
+
+def test_demo_estate_matches_the_demo_lab():
+    """scripts/demo starts devstack.estate_lab.EstateLab with its defaults: the estate must name them."""
+    from devstack.estate_lab import EstateLab, conn_id_for
+
+    lab = EstateLab(ROOT / ".stella" / "unused")
+    estate = load_estate(ROOT / "include" / "estate.yaml")
+    assert [r.host for r in estate.registries] == [lab.registry_host]
+    assert estate.app("shop").components[0].repository == lab.repository
+    assert {e.name: [(t.name, t.connection) for t in e.targets] for e in estate.environments} == {
+        env: [(h, conn_id_for(h)) for h in hosts] for env, hosts in lab.environments.items()}
