@@ -1,7 +1,7 @@
 """DagBag parse time of a generated estate (50 apps x 4 environments) against a baseline.
 
 Baseline: one plain Airflow DAG file that defines the same number of DAGs with the same task
-shape (1 task per release DAG, 3 per promote DAG) using EmptyOperator and no estate file:
+shape (1 task per release DAG, 5 per promote DAG) using EmptyOperator and no estate file:
 the cost Airflow itself charges for that many DAGs. The ratio is what the estate file, its
 validation and our operators add on top. Each measurement parses in a fresh process.
 
@@ -57,7 +57,8 @@ BASELINE = textwrap.dedent("""
         for e in range({envs}):
             with DAG(f"promote__app{{a:03d}}__env{{e}}", schedule=None, start_date=datetime(2026, 1, 1),
                      params={{"release": Param(type="string"), "reason": Param(type="string")}}) as d:
-                EmptyOperator(task_id="request") >> EmptyOperator(task_id="deploy") >> EmptyOperator(task_id="verify")
+                (EmptyOperator(task_id="request") >> EmptyOperator(task_id="gates") >> EmptyOperator(task_id="approval")
+                 >> EmptyOperator(task_id="deploy") >> EmptyOperator(task_id="verify"))
             globals()[d.dag_id] = d
 """)
 

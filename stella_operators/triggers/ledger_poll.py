@@ -27,9 +27,23 @@ MIN_WAIT_S = 8.0
 
 
 class _LedgerPollTrigger(BaseTrigger):
-    """Calls `_check()` (blocking, in a thread) every `poll_interval` s until it returns an event."""
+    """Calls `_check()` (blocking, in a thread) every `poll_interval` s until it returns an event.
 
-    poll_interval: float
+    Subclasses pass their keyword arguments up; they are kept as attributes and are exactly what
+    `serialize` returns, so the trigger the triggerer rebuilds is the one the task deferred with.
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__()
+        self._kwargs = kwargs
+        for name, value in kwargs.items():
+            setattr(self, name, value)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return f"{type(self).__module__}.{type(self).__qualname__}", dict(self._kwargs)
+
+    def _past_deadline(self) -> bool:
+        return datetime.now(timezone.utc) >= datetime.fromisoformat(self.deadline)
 
     def _check(self) -> dict[str, Any] | None:
         raise NotImplementedError
@@ -57,17 +71,8 @@ class ApprovalTrigger(_LedgerPollTrigger):
 
     def __init__(self, promotion_id: str, estate_path: str, deadline: str, ledger_conn_id: str | None = None,
                  poll_interval: float = 2.0):
-        super().__init__()
-        self.promotion_id = promotion_id
-        self.estate_path = estate_path
-        self.deadline = deadline
-        self.ledger_conn_id = ledger_conn_id
-        self.poll_interval = poll_interval
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return ("stella_operators.triggers.ledger_poll.ApprovalTrigger", {
-            "promotion_id": self.promotion_id, "estate_path": self.estate_path, "deadline": self.deadline,
-            "ledger_conn_id": self.ledger_conn_id, "poll_interval": self.poll_interval})
+        super().__init__(promotion_id=promotion_id, estate_path=estate_path, deadline=deadline,
+                         ledger_conn_id=ledger_conn_id, poll_interval=poll_interval)
 
     def _check(self) -> dict[str, Any] | None:
         from stella_operators.approvals.service import approval_state
@@ -76,7 +81,7 @@ class ApprovalTrigger(_LedgerPollTrigger):
         state = approval_state(load_estate(self.estate_path), _ledger(self.ledger_conn_id), self.promotion_id)
         if state.status in ("approved", "rejected"):
             return {"status": state.status, "approvers": list(state.approvers), "rejected_by": state.rejected_by}
-        if datetime.now(timezone.utc) >= datetime.fromisoformat(self.deadline):
+        if self._past_deadline():
             return {"status": "timeout", "approvers": list(state.approvers), "needed": state.needed}
         return None
 
@@ -86,17 +91,8 @@ class EnvironmentLockTrigger(_LedgerPollTrigger):
 
     def __init__(self, environment: str, promotion_id: str, deadline: str, ledger_conn_id: str | None = None,
                  poll_interval: float = 2.0):
-        super().__init__()
-        self.environment = environment
-        self.promotion_id = promotion_id
-        self.deadline = deadline
-        self.ledger_conn_id = ledger_conn_id
-        self.poll_interval = poll_interval
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return ("stella_operators.triggers.ledger_poll.EnvironmentLockTrigger", {
-            "environment": self.environment, "promotion_id": self.promotion_id, "deadline": self.deadline,
-            "ledger_conn_id": self.ledger_conn_id, "poll_interval": self.poll_interval})
+        super().__init__(environment=environment, promotion_id=promotion_id, deadline=deadline,
+                         ledger_conn_id=ledger_conn_id, poll_interval=poll_interval)
 
     def _check(self) -> dict[str, Any] | None:
         from stella_operators.promotion.state import TERMINAL_STATUSES
@@ -105,6 +101,6 @@ class EnvironmentLockTrigger(_LedgerPollTrigger):
         holder = ledger.environment_lock_holder(self.environment)
         if holder in (None, self.promotion_id) or ledger.get_promotion(holder).status in TERMINAL_STATUSES:
             return {"status": "free"}
-        if datetime.now(timezone.utc) >= datetime.fromisoformat(self.deadline):
+        if self._past_deadline():
             return {"status": "timeout", "holder": holder}
         return None
