@@ -1,26 +1,29 @@
 """Approval-to-deploy latency against Airflow's own ApprovalOperator, and promotions waiting at scale.
 
 One real Airflow deployment (devstack/airflow_stack.py: api-server, scheduler with LocalExecutor,
-triggerer, dag-processor as separate processes, SQLite metadata DB, parallelism 4) serves both
-sides from one dags folder:
+triggerer, dag-processor as separate processes, parallelism 4; SQLite metadata DB, or PostgreSQL
+with --metadata-db postgres) serves both sides from one dags folder:
 
 - stella: the generated `stella_promote__bench__prod` (request -> gates -> approval -> deploy ->
   verify). `approval` is our deferrable sensor; bob approves with
   `POST /stella/api/v1/promotions/{id}/approvals`. The Docker target's connection is not defined,
   so the deploy task fails right after it starts: we measure only until it starts.
 - baseline: `benchmarks/dags/baseline_approval.py`, Airflow's `ApprovalOperator` (parks the task
-  in `awaiting_input`) -> a trivial `deploy` task; bob answers with
-  `PATCH /api/v2/.../taskInstances/approval/-1/hitlDetails {"chosen_options": ["Approve"]}`.
+  in `awaiting_input`, no triggerer) -> a trivial `deploy` task that really runs in a worker; bob
+  answers with `PATCH /api/v2/.../taskInstances/approval/-1/hitlDetails {"chosen_options": ["Approve"]}`.
 
-Latency = start_date of the `deploy` task instance (from the REST API) - the wall-clock time just
-before the approving call was sent (same machine). Runs alternate stella / baseline; each is
-approved 2 s after its approval task is waiting (an answer within ~1 s can confuse the scheduler).
+Latency = start_date of the `deploy` task instance (REST API) - the wall-clock time just before
+the approving call (same machine). Runs alternate stella / baseline, in two modes:
+- steady: answered MIN_WAIT_S + 4..6 s after the approval task began waiting (random phase of the
+  trigger's 2 s ledger poll; the trigger reads the ledger first MIN_WAIT_S after it starts);
+- early: answered 2 s after the approval task began waiting (sooner can confuse the scheduler).
 
-Waiting at scale: `--waiting` promotion runs triggered at once; once all their approval tasks are
-deferred, no task instance may be `running`, a probe DAG (`benchmarks/dags/probe.py`) must finish
-(worker slots are free), and the triggerer's memory and CPU are reported. Then 10 are approved.
+Waiting at scale: `--waiting` promotion runs triggered back to back; once all their approval tasks
+are deferred: no task instance may be `running`, a probe DAG (`benchmarks/dags/probe.py`) must
+finish (worker slots are free); the triggerer's memory and CPU are reported; then 10 are approved.
 
-Usage: python benchmarks/approval_latency.py [--repeat 5] [--waiting 200] [--skip-waiting]
+Usage: python benchmarks/approval_latency.py [--repeat 5] [--skip-early] [--waiting 200]
+           [--skip-waiting] [--metadata-db sqlite|postgres] [--keep]
 """
 
 from __future__ import annotations
@@ -361,7 +364,12 @@ def waiting_at_scale(api: Api, stack, ledger, n: int, budget_s: float) -> dict:
 
     deadline = t_start + budget_s
     deferred, last, peak_running = 0, 0.0, 0
+    dead = None
     while time.monotonic() < deadline:
+        dead = next((c for c, p in stack.procs.items() if p.poll() is not None), None)
+        if dead:
+            log(f"airflow {dead} exited ({stack.procs[dead].returncode}); its log ends:\n{stack.log_tail(dead, 12)}")
+            break
         deferred = api.count_tis(STELLA_DAG, task_id="approval", state="deferred")
         if deferred >= n:
             break
@@ -373,7 +381,10 @@ def waiting_at_scale(api: Api, stack, ledger, n: int, budget_s: float) -> dict:
         time.sleep(1)
     all_deferred_s = time.monotonic() - t_start
     reached = deferred >= n
-    log(f"{deferred}/{n} approval tasks deferred after {all_deferred_s:.0f} s" + ("" if reached else " (budget hit)"))
+    log(f"{deferred}/{n} approval tasks deferred after {all_deferred_s:.0f} s"
+        + ("" if reached else f" ({'airflow ' + dead + ' died' if dead else 'budget hit'})"))
+    if dead:
+        return {"n": n, "dead": dead, "deferred": deferred, "all_deferred_s": all_deferred_s}
     time.sleep(3)     # let the triggerer pick up the last ones
 
     running = api.count_tis(state="running")
@@ -390,7 +401,10 @@ def waiting_at_scale(api: Api, stack, ledger, n: int, budget_s: float) -> dict:
 
     t_probe = time.time()
     probe = api.trigger(PROBE_DAG, "admin")
-    probe_state = finish(api, PROBE_DAG, probe, timeout_s=120)
+    try:
+        probe_state = finish(api, PROBE_DAG, probe, timeout_s=300)
+    except TimeoutError:
+        probe_state = f"still {api.run_state(PROBE_DAG, probe)}"
     probe_s = time.time() - t_probe
     ping = api.ti(PROBE_DAG, probe, "ping")
     log(f"probe DAG {probe_state} {probe_s:.1f} s after its trigger (ping ran {ping.get('duration') or 0:.2f} s)")
@@ -409,7 +423,11 @@ def waiting_at_scale(api: Api, stack, ledger, n: int, budget_s: float) -> dict:
     log(f"approved {n_approve} (calls took {t_sent:.1f} s): all their deploy tasks started within {max(starts):.1f} s "
         f"(median {statistics.median(starts):.1f} s)")
     still = api.count_tis(STELLA_DAG, task_id="approval", state="deferred")
-    return {"n": n, "deferred": deferred, "reached": reached, "all_deferred_s": all_deferred_s,
+    fired = [f - t_ap for r in chosen if (f := trigger_fired_at(api.logs, STELLA_DAG, r)) is not None]
+    blocked = (stack.home / "triggerer.log").read_text(errors="replace").count("async thread was blocked")
+    log(f"their triggers fired within {max(fired, default=float('nan')):.1f} s of the first approving call; "
+        f"triggerer 'async thread was blocked' warnings so far: {blocked}")
+    return {"fired_max_s": max(fired, default=float("nan")), "blocked": blocked,"n": n, "deferred": deferred, "reached": reached, "all_deferred_s": all_deferred_s,
             "triggered_s": t_triggered, "retries": retries, "running": running, "queued": queued,
             "failed": failed, "awaiting": awaiting, "rss": rss, "idle_rss": idle_rss, "cpu": busy_cpu,
             "idle_cpu": idle_cpu, "procs": len(trig_pids), "probe_state": probe_state, "probe_s": probe_s,
@@ -420,20 +438,39 @@ def waiting_at_scale(api: Api, stack, ledger, n: int, budget_s: float) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
+def bench_stack_class():
+    from devstack.airflow_stack import AirflowStack
+
+    class BenchStack(AirflowStack):
+        """devstack's stack, optionally on another metadata DB (devstack always uses SQLite)."""
+
+        metadata_url: str | None = None
+
+        def _environ(self) -> dict[str, str]:
+            env = super()._environ()
+            if self.metadata_url:
+                env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.metadata_url
+            return env
+
+    return BenchStack
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=5, help="latency runs per side and mode (0: skip)")
     ap.add_argument("--skip-early", action="store_true", help="skip the answers given 2 s after waiting began")
     ap.add_argument("--waiting", type=int, default=200)
     ap.add_argument("--skip-waiting", action="store_true")
-    ap.add_argument("--waiting-budget", type=float, default=420,
-                    help="seconds to wait for all --waiting approval tasks to be deferred")
+    ap.add_argument("--waiting-budget", type=float, default=None,
+                    help="seconds to wait for all --waiting approval tasks to be deferred "
+                         "(default 120 + 4 s per promotion: 3 worker tasks each come first)")
+    ap.add_argument("--metadata-db", choices=("sqlite", "postgres"), default="sqlite",
+                    help="Airflow's metadata DB: devstack's SQLite file, or a throwaway PostgreSQL server")
     ap.add_argument("--seed", type=int, default=7, help="seed of the random answer phase")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder (logs, DBs)")
     args = ap.parse_args()
 
-    from devstack.airflow_stack import AirflowStack
-
+    BenchStack = bench_stack_class()
     t_all = time.monotonic()
     load0 = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="stella-approval-bench-"))
@@ -448,9 +485,21 @@ def main() -> None:
     ledger = seed_release(estate, f"sqlite:///{ledger_path}", stella_home)
     env = {"STELLA_ESTATE": str(estate), "STELLA_HOME": str(stella_home),
            "AIRFLOW_CONN_STELLA_LEDGER": json.dumps({"conn_type": "sqlite", "host": str(ledger_path)})}
-    stack = AirflowStack(home=work / "airflow", dags_folder=dags, users=USERS, env=env, parallelism=4)
-    log(f"starting Airflow in {work} (LocalExecutor, parallelism 4, SQLite); load average {load0:.2f}")
-    stack.start()
+    pg = None
+    stack = BenchStack(home=work / "airflow", dags_folder=dags, users=USERS, env=env, parallelism=4)
+    if args.metadata_db == "postgres":
+        from devstack.postgres import start_postgres
+
+        pg = start_postgres("airflow_bench")
+        stack.metadata_url = pg.url
+    log(f"starting Airflow in {work} (LocalExecutor, parallelism 4, metadata DB {args.metadata_db}); "
+        f"load average {load0:.2f}")
+    try:
+        stack.start()
+    except BaseException:
+        if pg:
+            pg.stop()
+        raise
     lat = scale = None
     try:
         api = Api(stack)
@@ -460,16 +509,20 @@ def main() -> None:
         if args.repeat > 0:
             lat = latency(api, ledger, args.repeat, not args.skip_early, random.Random(args.seed))
         if not args.skip_waiting:
-            scale = waiting_at_scale(api, stack, ledger, args.waiting, args.waiting_budget)
+            scale = waiting_at_scale(api, stack, ledger, args.waiting,
+                                     args.waiting_budget or 120 + 4 * args.waiting)
     finally:
         stack.stop()
+        if pg:
+            pg.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         else:
             log(f"kept {work}")
 
     print()
-    print(f"== results: {os.cpu_count()} cores, LocalExecutor parallelism 4, SQLite metadata DB and ledger, "
+    print(f"== results: {os.cpu_count()} cores, LocalExecutor parallelism 4, {args.metadata_db} metadata DB, "
+          f"SQLite ledger, "
           f"stella poll {POLL_INTERVAL_S:g} s after a {MIN_WAIT_S:g} s start-up wait; total {time.monotonic() - t_all:.0f} s, "
           f"load average {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end ==")
     if lat:
@@ -492,6 +545,10 @@ def main() -> None:
                       f"worker resumes the sensor -> deploy); approval task done +{r['stella_done']:.2f} s "
                       f"(baseline +{r['baseline_done']:.2f} s)")
         print("  (stella's deploy task then fails by design: the benchmark's Docker target has no engine)")
+    if scale and scale.get("dead"):
+        print(f"{scale['n']} waiting promotions: FAILED, airflow {scale['dead']} died after "
+              f"{scale['all_deferred_s']:.0f} s with {scale['deferred']} deferred (see its log)")
+        sys.exit(1)
     if scale:
         s = scale
         ok = s["reached"] and s["running"] == 0 and s["deferred"] == s["n"] and s["probe_state"] == "success"
@@ -504,7 +561,8 @@ def main() -> None:
               f"{POLL_INTERVAL_S:g} s, each reading the estate file and 3 ledger queries)")
         print(f"  ledger: {s['awaiting']} promotions awaiting approval; triggering took {s['triggered_s']:.0f} s "
               f"({s['retries']} POSTs retried); approved {s['approved']}: their deploy tasks started within "
-              f"{s['approved_max_s']:.1f} s (median {s['approved_median_s']:.1f} s), {s['still']} still deferred")
+              f"{s['approved_max_s']:.1f} s (median {s['approved_median_s']:.1f} s; last trigger fired at "
+              f"{s['fired_max_s']:.1f} s), {s['still']} still deferred; triggerer 'blocked' warnings: {s['blocked']}")
         print(f"  check: {'PASS' if ok else 'FAIL'} (all deferred, 0 running, probe succeeded)")
         if not ok:
             sys.exit(1)

@@ -23,9 +23,9 @@ class ApprovalBody(BaseModel):
 
 
 def _estate():
-    from stella_operators.estate.loader import load_estate
+    from stella_operators.estate.loader import cached_estate
 
-    return load_estate(os.environ.get("STELLA_ESTATE", "include/estate.yaml"))
+    return cached_estate(os.environ.get("STELLA_ESTATE", "include/estate.yaml"))
 
 
 def _ledger():

@@ -56,7 +56,7 @@ def _gates_and_approvals(estate: Estate) -> Iterator[tuple[tuple, str, str]]:
     from stella_operators.gates.registry import build_gate, gate_types
 
     groups = {g.name for g in estate.approver_groups}
-    types = gate_types()
+    types = gate_types({spec.get("type") for env in estate.environments for spec in env.gates})
     for i, env in enumerate(estate.environments):
         if env.approvals:
             for j, g in enumerate(env.approvals.groups):

@@ -27,6 +27,27 @@ def load_estate(path: str | Path) -> Estate:
     return parse_estate(text, source=str(p))
 
 
+_CACHE: dict[str, tuple[tuple[int, int], Estate]] = {}
+
+
+def cached_estate(path: str | Path) -> Estate:
+    """`load_estate`, re-read only when the file changes (mtime, size). For long-lived processes
+    that consult the estate often: triggers polling every few seconds, the API server. An Estate
+    is frozen, so sharing one is safe."""
+    key = str(Path(path).resolve())
+    try:
+        st = Path(key).stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        return load_estate(key)  # raises the usual EstateError
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    estate = load_estate(key)
+    _CACHE[key] = (stamp, estate)
+    return estate
+
+
 def parse_estate(text: str, *, source: str = "<estate>") -> Estate:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)

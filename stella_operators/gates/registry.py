@@ -10,8 +10,20 @@ from pydantic import ValidationError
 from stella_operators.gates.contract import GATES_GROUP, Gate, GateConfigError
 
 
-def gate_types() -> dict[str, type]:
-    return {ep.name: ep.load() for ep in entry_points(group=GATES_GROUP)}
+def gate_types(names: set[str] | None = None) -> dict[str, type]:
+    """Installed gate types; with `names`, import only those (DAG parsing pays for what it uses).
+    Names that are not installed still appear in the error `build_gate` raises, via `known`."""
+    eps = list(entry_points(group=GATES_GROUP))
+    loaded = {ep.name: ep.load() for ep in eps if names is None or ep.name in names}
+    return _Known(loaded, known=sorted(ep.name for ep in eps))
+
+
+class _Known(dict):
+    """The loaded gate types, remembering every installed name for error messages."""
+
+    def __init__(self, loaded: dict[str, type], *, known: list[str]):
+        super().__init__(loaded)
+        self.known = known
 
 
 def build_gate(spec: dict[str, Any], *, types: dict[str, type] | None = None) -> Gate:
@@ -20,7 +32,8 @@ def build_gate(spec: dict[str, Any], *, types: dict[str, type] | None = None) ->
     spec = dict(spec)
     gtype = spec.pop("type", None)
     if gtype not in types:
-        raise GateConfigError("type", f"unknown gate type {gtype!r} (installed: {', '.join(sorted(types))})")
+        installed = getattr(types, "known", sorted(types))
+        raise GateConfigError("type", f"unknown gate type {gtype!r} (installed: {', '.join(installed)})")
     name = spec.pop("name", None) or gtype
     cls = types[gtype]
     try:

@@ -31,8 +31,9 @@ class GateOutcome:
 
 
 def build_gates(estate: Estate, environment: str) -> list:
-    types = gate_types()
-    return [UpstreamGate()] + [build_gate(spec, types=types) for spec in estate.environment(environment).gates]
+    specs = estate.environment(environment).gates
+    types = gate_types({spec.get("type") for spec in specs})
+    return [UpstreamGate()] + [build_gate(spec, types=types) for spec in specs]
 
 
 def evaluate_promotion(estate: Estate, ledger, key, promotion_id: str, *, labels: dict[str, str] | None = None,

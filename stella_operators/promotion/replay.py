@@ -26,7 +26,7 @@ def replay_promotion(estate, ledger, promotion_id: str) -> list[ReplayResult]:
 
     promo = ledger.get_promotion(promotion_id)
     specs = {}
-    types = gate_types()
+    types = gate_types({spec.get("type") for spec in estate.environment(promo.environment).gates})
     for spec in estate.environment(promo.environment).gates:
         gate = build_gate(spec, types=types)
         specs[(gate.type, gate.name)] = gate

@@ -76,9 +76,9 @@ class ApprovalTrigger(_LedgerPollTrigger):
 
     def _check(self) -> dict[str, Any] | None:
         from stella_operators.approvals.service import approval_state
-        from stella_operators.estate.loader import load_estate
+        from stella_operators.estate.loader import cached_estate
 
-        state = approval_state(load_estate(self.estate_path), _ledger(self.ledger_conn_id), self.promotion_id)
+        state = approval_state(cached_estate(self.estate_path), _ledger(self.ledger_conn_id), self.promotion_id)
         if state.status in ("approved", "rejected"):
             return {"status": state.status, "approvers": list(state.approvers), "rejected_by": state.rejected_by}
         if self._past_deadline():

@@ -133,3 +133,20 @@ def test_demo_estate_matches_the_demo_lab():
     assert estate.app("shop").components[0].repository == lab.repository
     assert {e.name: [(t.name, t.connection) for t in e.targets] for e in estate.environments} == {
         env: [(h, conn_id_for(h)) for h in hosts] for env, hosts in lab.environments.items()}
+
+
+def test_cached_estate_rereads_only_when_the_file_changes(tmp_path):
+    import os
+
+    from stella_operators.estate.loader import cached_estate
+
+    path = tmp_path / "estate.yaml"
+    path.write_text(GOOD)
+    first = cached_estate(path)
+    assert cached_estate(path) is first
+    path.write_text(GOOD.replace("name: shop", "name: shop2"))
+    os.utime(path, ns=(1, 1))  # a different stamp even within the same clock tick
+    assert cached_estate(path).apps[0].name == "shop2"
+    path.write_text("apps: [")
+    with pytest.raises(EstateError):
+        cached_estate(path)
