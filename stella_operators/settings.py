@@ -31,7 +31,8 @@ def signing_key_conn_id() -> str:
 
 
 def default_ledger_url() -> str:
-    return f"sqlite:///{stella_home() / 'ledger.db'}"
+    """`STELLA_LEDGER_URL`, else a SQLite file under `stella_home()`."""
+    return os.environ.get("STELLA_LEDGER_URL") or f"sqlite:///{stella_home() / 'ledger.db'}"
 
 
 def dev_key_path() -> Path:

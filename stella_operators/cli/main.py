@@ -238,8 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # one line, never a traceback (set STELLA_DEBUG=1 to see it)
         if os.environ.get("STELLA_DEBUG"):
             raise
-        refused = type(exc).__name__ in {"ReleaseRefused", "RegistryError", "UnknownRepositoryOrTag",
-                                         "RegistryUnauthorized", "RegistryUnreachable", "LedgerError"}
+        from stella_operators.ledger import LedgerError
+        from stella_operators.registry.client import RegistryError
+        from stella_operators.release.service import ReleaseRefused
+
+        refused = isinstance(exc, (ReleaseRefused, RegistryError, LedgerError))
         print(f"stella: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1 if refused else 2
 

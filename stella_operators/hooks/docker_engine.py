@@ -5,7 +5,7 @@ from __future__ import annotations
 from airflow.sdk import BaseHook
 
 from stella_operators.estate.models import TargetConfig
-from stella_operators.hooks.ledger import _connection_or_none
+from stella_operators.hooks.connections import connection_or_none
 
 
 def engine_url(conn) -> str:
@@ -42,7 +42,7 @@ class DockerEngineHook(BaseHook):
     def get_conn(self):
         from airflow.providers.docker.hooks.docker import DockerHook
 
-        conn = _connection_or_none(self.engine_conn_id)
+        conn = connection_or_none(self.engine_conn_id)
         if conn is None:
             raise ValueError(f"target connection {self.engine_conn_id!r} is not defined in Airflow")
         extra = conn.extra_dejson

@@ -9,15 +9,7 @@ from airflow.sdk import BaseHook
 from sqlalchemy.engine import URL
 
 from stella_operators import settings
-
-
-def _connection_or_none(conn_id: str):
-    try:
-        return BaseHook.get_connection(conn_id)
-    except Exception as exc:  # AirflowNotFoundException moved between Airflow versions
-        if "isn't defined" in str(exc) or "not found" in str(exc).lower() or type(exc).__name__.endswith("NotFoundException"):
-            return None
-        raise
+from stella_operators.hooks.connections import connection_or_none
 
 
 def ledger_url_from_connection(conn: Any) -> str:
@@ -51,7 +43,7 @@ class LedgerHook(BaseHook):
         self.ledger_conn_id = ledger_conn_id or settings.ledger_conn_id()
 
     def url(self) -> str:
-        conn = _connection_or_none(self.ledger_conn_id)
+        conn = connection_or_none(self.ledger_conn_id)
         if conn is None:
             settings.stella_home().mkdir(parents=True, exist_ok=True)
             return settings.default_ledger_url()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from airflow.sdk import BaseHook
 
 from stella_operators.estate.models import Registry
-from stella_operators.hooks.ledger import _connection_or_none
+from stella_operators.hooks.connections import connection_or_none
 
 
 class OciRegistryHook(BaseHook):
@@ -25,7 +25,7 @@ class OciRegistryHook(BaseHook):
 
         username = password = None
         if self.registry.connection:
-            conn = _connection_or_none(self.registry.connection)
+            conn = connection_or_none(self.registry.connection)
             if conn is None:
                 raise ValueError(f"registry {self.registry.host}: Airflow Connection "
                                  f"{self.registry.connection!r} is not defined")

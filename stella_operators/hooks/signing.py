@@ -7,7 +7,7 @@ import logging
 from airflow.sdk import BaseHook
 
 from stella_operators import settings
-from stella_operators.hooks.ledger import _connection_or_none
+from stella_operators.hooks.connections import connection_or_none
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class SigningKeyHook(BaseHook):
     def get_conn(self):
         from stella_operators.evidence.keys import SigningKey, load_or_create_dev_key
 
-        conn = _connection_or_none(self.signing_key_conn_id)
+        conn = connection_or_none(self.signing_key_conn_id)
         if conn is None:
             path = settings.dev_key_path()
             log.warning("Connection %r not defined: signing evidence with the development key %s",

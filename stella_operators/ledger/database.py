@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,19 +12,13 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from stella_operators.settings import default_ledger_url  # noqa: F401  (re-exported by ledger/)
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "stella_ledger_version"
 # pg_advisory_xact_lock keys: arbitrary constants, only unique within this database.
 MIGRATION_LOCK = 0x5374656C6C61_01
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-
-
-def default_ledger_url() -> str:
-    """`STELLA_LEDGER_URL`, else a SQLite file under $AIRFLOW_HOME (or ~/airflow)/stella/."""
-    if url := os.environ.get("STELLA_LEDGER_URL"):
-        return url
-    home = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
-    return f"sqlite:///{home / 'stella' / 'ledger.db'}"
 
 
 def make_engine(url: str | sa.URL) -> sa.Engine:

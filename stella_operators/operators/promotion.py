@@ -51,7 +51,7 @@ class RequestPromotionOperator(PromotionStepOperator):
                                requested_by=actor_of(context), reason=self.reason or "",
                                dag_id=self.dag_id, run_id=getattr(run, "run_id", "") or "")
         try:
-            promo = request_promotion(self.estate, self.ledger, self.signing_key, req)
+            promo = request_promotion(self.estate, self.ledger, req)
         except PromotionRefused as exc:
             raise AirflowFailException(str(exc)) from None
         self.log.info("Promotion %s of %s into %s requested by %s", promo.id, release, self.environment,

@@ -90,15 +90,8 @@ def evaluate_promotion(estate: Estate, ledger, key, promotion_id: str, *, labels
     return GateOutcome("pass", tuple(verdicts), required)
 
 
-def explain_verdicts(promotion_id: str, verdicts: list[GateVerdict] | tuple[GateVerdict, ...]) -> str:
-    """The "why blocked?" text: each gate that did not pass, its reason codes and what would clear it."""
-    lines = [f"promotion {promotion_id} is blocked:"]
-    for v in verdicts:
-        if v.verdict == Verdict.PASS:
-            continue
-        lines.append(f"  - {v.gate_name} ({v.gate_type}) {v.verdict}: {', '.join(v.reasons)}")
-        if v.message:
-            lines.append(f"      {v.message}")
-        if v.remedy:
-            lines.append(f"      to clear: {v.remedy}")
-    return "\n".join(lines)
+def explain_verdicts(promotion_id: str, verdicts) -> str:
+    """The "why blocked?" text for a rejected promotion (same wording as `stella why`)."""
+    from stella_operators.promotion.why import blocked_lines, not_passed
+
+    return "\n".join([f"promotion {promotion_id} is blocked:", *blocked_lines(not_passed(verdicts))])

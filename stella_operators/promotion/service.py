@@ -57,7 +57,7 @@ def find_release(ledger, app: str, ref: str) -> Release | None:
     return ledger.find_release(app, ref)
 
 
-def request_promotion(estate: Estate, ledger, key, req: PromotionRequest):
+def request_promotion(estate: Estate, ledger, req: PromotionRequest):
     """Record the request (status `evaluating`); the gates decide next (promotion/gating.py)."""
     if req.app not in {a.name for a in estate.apps}:
         raise PromotionRefused(f"unknown app {req.app!r}")

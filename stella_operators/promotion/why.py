@@ -13,19 +13,10 @@ def explain_promotion(estate, ledger, promotion_id: str) -> dict[str, Any]:
     from stella_operators.approvals.service import approval_state, effective_requirement
 
     promo = ledger.get_promotion(promotion_id)
-    blocked = []
-    for v, _inputs in ledger.gate_verdicts_for(promotion_id):
-        if str(v.verdict) != "pass":
-            blocked.append({"gate": v.gate_name, "type": v.gate_type, "verdict": str(v.verdict),
-                            "reasons": list(v.reasons), "message": v.message, "remedy": v.remedy})
+    blocked = not_passed([v for v, _inputs in ledger.gate_verdicts_for(promotion_id)])
     out: dict[str, Any] = {"promotion_id": promotion_id, "status": str(promo.status), "blocked_by": blocked}
     lines = [f"promotion {promotion_id}: {promo.app} -> {promo.environment}, status {promo.status}"]
-    for b in blocked:
-        lines.append(f"  gate {b['gate']} ({b['type']}) {b['verdict']}: {', '.join(b['reasons'])}")
-        if b["message"]:
-            lines.append(f"    {b['message']}")
-        if b["remedy"]:
-            lines.append(f"    to clear: {b['remedy']}")
+    lines += blocked_lines(blocked)
     if promo.status == S.AWAITING_APPROVAL:
         st = approval_state(estate, ledger, promotion_id)
         requirement, groups = effective_requirement(estate, promo)
@@ -53,3 +44,21 @@ def last_transition(ledger, promotion_id: str) -> dict[str, Any] | None:
         return None
     e = events[-1]
     return {"actor": e.actor, "to": e.detail.get("to"), "detail": e.detail.get("detail"), "at": e.at.isoformat()}
+
+
+def not_passed(verdicts) -> list[dict[str, Any]]:
+    """The verdicts that did not pass, as plain data."""
+    return [{"gate": v.gate_name, "type": v.gate_type, "verdict": str(v.verdict), "reasons": list(v.reasons),
+             "message": v.message, "remedy": v.remedy} for v in verdicts if str(v.verdict) != "pass"]
+
+
+def blocked_lines(blocked: list[dict[str, Any]]) -> list[str]:
+    """Each blocking gate: reason codes, message, and what would clear it."""
+    lines = []
+    for b in blocked:
+        lines.append(f"  gate {b['gate']} ({b['type']}) {b['verdict']}: {', '.join(b['reasons'])}")
+        if b["message"]:
+            lines.append(f"    {b['message']}")
+        if b["remedy"]:
+            lines.append(f"    to clear: {b['remedy']}")
+    return lines
