@@ -4,10 +4,14 @@
     phase 1       -> prepare on every target in parallel (new workload beside the old, healthy)
     phase 2       -> only if every prepare succeeded in time: commit on every changed target
     verify        -> facts after: each target must run exactly the planned digests
+    finalize      -> (optional) remove the old workloads commit kept
 
 If any prepare fails (or the deployment's time budget runs out) nothing is committed anywhere:
 every target that prepared something, including the failed one's partial work, is discarded, so
-each host runs what it ran before. Pure Python: no Airflow, no Docker; targets do the I/O.
+each host runs what it ran before. If a commit or the check after it fails, some hosts may have
+switched already: every changed target is restored to its previous digests (deploy/rollback.py).
+Either way the outcome is `rolled_back`, or `failed` naming the hosts that could not be restored.
+Pure Python: no Airflow, no Docker; targets do the I/O.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
+from stella_operators.deploy.rollback import finalize_targets, restore_targets
 from stella_operators.targets.contract import PreparedChange, Target, TargetPlan
 
 log = logging.getLogger(__name__)
@@ -45,6 +50,7 @@ class DeploymentOutcome:
     error: str | None = None
     deployment_id: str | None = None
     duration_ms: int = 0
+    not_restored: list[str] = field(default_factory=list)  # targets a rollback could not restore
 
     def target(self, name: str) -> TargetOutcome:
         for t in self.targets:
@@ -82,12 +88,14 @@ def _ms(t0: float) -> int:
 
 
 def run_deployment(pairs: list[tuple[Target, TargetPlan]], *, max_parallel: int = 4,
-                   timeout_s: float = 600, cleanup_timeout_s: float = 300) -> DeploymentOutcome:
+                   timeout_s: float = 600, cleanup_timeout_s: float = 300, finalize: bool = True
+                   ) -> DeploymentOutcome:
     """Deploy each plan to its target, all or nothing (see the module docstring).
 
     `timeout_s` bounds facts-before + prepare on all targets together; once every prepare has
     succeeded, commit and verification run to the end (each bounded by `cleanup_timeout_s`, like
-    the discards of a rollback).
+    the discards of a rollback). `finalize=False` keeps the old workloads for a later rollback
+    (the caller finalizes once the deployment is verified).
     """
     t_start = time.monotonic()
     if not pairs:
@@ -102,6 +110,9 @@ def run_deployment(pairs: list[tuple[Target, TargetPlan]], *, max_parallel: int 
     pool = ThreadPoolExecutor(max_workers=min(max_parallel, len(slots)), thread_name_prefix="stella-deploy")
     try:
         outcome = _run(slots, pool, t_start + timeout_s, timeout_s, cleanup_timeout_s)
+        if finalize and outcome.ok:
+            for problem in finalize_targets([(s.target, s.plan) for s in slots if s.outcome.status == "deployed"]):
+                outcome.target(problem.split(":", 1)[0]).log.append(f"finalize: {problem}")
     finally:
         pool.shutdown(wait=False, cancel_futures=True)  # an overrunning prepare must not block us
     outcome.deployment_id = deployment_id
@@ -273,9 +284,32 @@ def _run(slots: list[_Slot], pool: ThreadPoolExecutor, deadline: float, timeout_
                 problems.append((slot, problem))
     _finish_logs(slots)
     if problems:
-        return DeploymentOutcome(status="failed", targets=[s.outcome for s in slots],
-                                 error="; ".join(p for _, p in problems))
+        return _restore(slots, changed, "; ".join(p for _, p in problems), cleanup_timeout_s)
     return DeploymentOutcome(status="deployed" if changed else "unchanged", targets=[s.outcome for s in slots])
+
+
+def _restore(slots: list[_Slot], changed: list[_Slot], summary: str, cleanup_timeout_s: float) -> DeploymentOutcome:
+    """After the switch began: bring every changed target back to the digests it ran before."""
+    log.warning("restoring every changed target: %s", summary)
+    results = restore_targets([(s.target, s.plan, s.outcome.digests_before) for s in changed],
+                              max_parallel=len(changed) or 1, timeout_s=cleanup_timeout_s)
+    by_name = {r.target: r for r in results}
+    for slot in changed:
+        r = by_name[slot.target.name]
+        if r.digests_after is not None:
+            slot.outcome.digests_after = r.digests_after
+        if r.ok:
+            if slot.outcome.status != "failed":  # the target whose commit failed stays `failed`
+                slot.outcome.status = "rolled_back"
+            slot.outcome.log.append("restored to the previous digests")
+        else:
+            _fail(slot, r.error or "")
+    not_restored = [r.target for r in results if not r.ok]
+    if not_restored:
+        return DeploymentOutcome(status="failed", targets=[s.outcome for s in slots], not_restored=not_restored,
+                                 error=f"{summary}; could not restore {', '.join(not_restored)}: "
+                                       + "; ".join(r.error for r in results if r.error))
+    return DeploymentOutcome(status="rolled_back", targets=[s.outcome for s in slots], error=summary)
 
 
 def _roll_back(slots: list[_Slot], pool: ThreadPoolExecutor, failures: list[_Slot],
@@ -309,5 +343,6 @@ def _roll_back(slots: list[_Slot], pool: ThreadPoolExecutor, failures: list[_Slo
     _finish_logs(slots)
     if problems:
         return DeploymentOutcome(status="failed", targets=[s.outcome for s in slots],
+                                 not_restored=sorted({s.target.name for s, _ in problems}),
                                  error=f"{summary}; rollback incomplete: " + "; ".join(p for _, p in problems))
     return DeploymentOutcome(status="rolled_back", targets=[s.outcome for s in slots], error=summary)

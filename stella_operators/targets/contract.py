@@ -2,8 +2,14 @@
 
 A deployment is two-phase so that a failure anywhere leaves every host as it was:
   prepare  - pull by digest, verify the digest, start the new workload beside the old, health check
-  commit   - retire the old workload, write the version sticker
+  commit   - switch: stop the old workload but keep it, so that the switch can be undone
   discard  - undo a prepare (remove what it started; the old workload was never touched)
+  restore  - undo a deployment at any point, from the target's own state: remove what the
+             deployment started and bring back the previous workload (what commit stopped)
+  finalize - once the deployment is verified: remove the old workloads commit kept
+`restore` and `finalize` need no PreparedChange: a process that died mid-deployment leaves only
+the ledger (deployment id, previous digests) and the hosts, and a retry must be able to finish
+the job from those. Both are idempotent.
 Facts are read-only: what runs now, at which digest, with which sticker.
 """
 
@@ -132,6 +138,16 @@ class Target(Protocol):
     def commit(self, plan: TargetPlan, prepared: PreparedChange) -> None: ...
 
     def discard(self, plan: TargetPlan, prepared: PreparedChange) -> None: ...
+
+    def restore(self, plan: TargetPlan, previous: dict[str, str | None]) -> None:
+        """Make the target run `previous` (component -> digest, None: nothing) again, undoing
+        deployment `plan.deployment_id` whatever phase it reached; raise DeployError naming what
+        could not be restored."""
+        ...
+
+    def finalize(self, plan: TargetPlan) -> None:
+        """The deployment is verified: remove the old workloads of `plan.app` that commit kept."""
+        ...
 
 
 def sticker_labels(sticker: VersionSticker) -> dict[str, Any]:

@@ -30,12 +30,14 @@ class FakeTarget:
 
     def __init__(self, name: str, running: dict[str, str] | None = None, *, fail: str | None = None,
                  fail_plain: bool = False, block: threading.Event | None = None, commit_fails: bool = False,
-                 lie_after_commit: str | None = None, facts_fail: bool = False, barrier: threading.Barrier | None = None):
+                 lie_after_commit: str | None = None, facts_fail: bool = False, barrier: threading.Barrier | None = None,
+                 restore_fails: bool = False):
         self.name = name
         self.running = dict(running or {})
         self.fail, self.fail_plain, self.block = fail, fail_plain, block
         self.commit_fails, self.lie_after_commit, self.facts_fail = commit_fails, lie_after_commit, facts_fail
         self.barrier = barrier
+        self.restore_fails = restore_fails
         self.barrier_timeout_s = 5.0
         self.calls: list[str] = []
         self.discarded: list[PreparedChange] = []
@@ -92,6 +94,18 @@ class FakeTarget:
         prepared.log.append("discarded")
         self.discard_done.set()
 
+    def restore(self, plan: TargetPlan, previous: dict[str, str | None]) -> None:
+        self.calls.append("restore")
+        if self.restore_fails:
+            raise DeployError(self.name, "old container is gone")
+        for spec in plan.components:
+            self.running.pop(spec.component.name, None)
+        self.running.update({c: d for c, d in previous.items() if d is not None})
+        self.committed = False
+
+    def finalize(self, plan: TargetPlan) -> None:
+        self.calls.append("finalize")
+
 
 def plan(target: str, digests: dict[str, str], deployment: str = "dep-1") -> TargetPlan:
     comps = [ComponentDigest(name=n, repository="reg.local/shop/" + n, digest=d) for n, d in sorted(digests.items())]
@@ -112,7 +126,7 @@ def test_all_prepare_then_all_commit():
     assert out.status == "deployed" and out.ok and out.error is None
     assert out.deployment_id == "dep-1"
     for t in (a, b):
-        assert t.calls == ["prepare", "commit"]
+        assert t.calls == ["prepare", "commit", "finalize"]
         to = out.target(t.name)
         assert to.status == "deployed"
         assert to.digests_before == {"web": D1} and to.digests_after == {"web": D2}
@@ -134,7 +148,7 @@ def test_mixed_unchanged_and_changed_targets_is_deployed():
     out = run_deployment(pairs(a, b))
     assert out.status == "deployed"
     assert out.target("a").status == "unchanged" and out.target("b").status == "deployed"
-    assert a.calls == ["prepare"] and b.calls == ["prepare", "commit"]
+    assert a.calls == ["prepare"] and b.calls == ["prepare", "commit", "finalize"]
 
 
 def test_one_failure_discards_everywhere_including_the_partial_prepare():
@@ -205,30 +219,54 @@ def test_timeout_rolls_back_and_discards_the_late_prepare_when_it_returns():
     assert slow.running == {"web": D1}
 
 
-def test_post_commit_verification_failure_is_reported():
+def test_post_commit_verification_failure_restores_every_changed_target():
     a = FakeTarget("a", {"web": D1})
     b = FakeTarget("b", {"web": D1}, lie_after_commit=D3)
     out = run_deployment(pairs(a, b))
-    assert out.status == "failed"
+    assert out.status == "rolled_back"
     assert f"target b runs {D3} for component web, planned {D2}" in out.error
-    assert out.target("a").status == "deployed" and out.target("b").status == "failed"
+    assert out.target("a").status == "rolled_back" and out.target("b").status == "failed"
+    for t in (a, b):
+        assert t.calls == ["prepare", "commit", "restore"]
+        assert t.running == {"web": D1}
+        assert out.target(t.name).digests_after == {"web": D1}
 
 
-def test_missing_component_after_commit_is_reported():
+def test_missing_component_after_commit_is_restored():
     a = FakeTarget("a", {})
     a.commit = lambda plan, prepared: a.calls.append("commit")  # commits nothing
     out = run_deployment(pairs(a))
-    assert out.status == "failed"
+    assert out.status == "rolled_back"
     assert f"target a runs nothing for component web, planned {D2}" in out.error
+    assert a.calls == ["prepare", "commit", "restore"] and a.running == {}
 
 
-def test_commit_failure_is_failed_not_rolled_back():
+def test_commit_failure_on_the_second_host_restores_the_first_too():
     a, b = FakeTarget("a", {"web": D1}), FakeTarget("b", {"web": D1}, commit_fails=True)
     out = run_deployment(pairs(a, b))
-    assert out.status == "failed"
+    assert out.status == "rolled_back", out.error
     assert "b: commit failed" in out.error
-    assert out.target("b").status == "failed"
-    assert "discard" not in a.calls + b.calls
+    assert out.target("b").status == "failed" and out.target("a").status == "rolled_back"
+    assert a.calls == ["prepare", "commit", "restore"] and b.calls == ["prepare", "commit", "restore"]
+    assert a.running == b.running == {"web": D1}
+    assert out.not_restored == []
+
+
+def test_a_host_that_cannot_be_restored_is_named_and_the_deployment_failed():
+    a = FakeTarget("a", {"web": D1}, restore_fails=True)
+    b = FakeTarget("b", {"web": D1}, commit_fails=True)
+    out = run_deployment(pairs(a, b))
+    assert out.status == "failed"
+    assert out.not_restored == ["a"]
+    assert "could not restore a: a: old container is gone" in out.error
+    assert b.running == {"web": D1}
+    assert out.target("a").status == "failed"
+
+
+def test_finalize_false_keeps_the_old_workloads():
+    a = FakeTarget("a", {"web": D1})
+    out = run_deployment(pairs(a), finalize=False)
+    assert out.status == "deployed" and a.calls == ["prepare", "commit"]
 
 
 def test_unreadable_facts_before_fails_closed():
