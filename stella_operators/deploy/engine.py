@@ -110,6 +110,12 @@ def run_deployment(pairs: list[tuple[Target, TargetPlan]], *, max_parallel: int 
     pool = ThreadPoolExecutor(max_workers=min(max_parallel, len(slots)), thread_name_prefix="stella-deploy")
     try:
         outcome = _run(slots, pool, t_start + timeout_s, timeout_s, cleanup_timeout_s)
+    except BaseException:
+        # Interrupted (a task time-out or kill raised into this thread): let the steps already
+        # running on targets end, so that the caller's rollback sees everything they started.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    else:
         if finalize and outcome.ok:
             for problem in finalize_targets([(s.target, s.plan) for s in slots if s.outcome.status == "deployed"]):
                 outcome.target(problem.split(":", 1)[0]).log.append(f"finalize: {problem}")
@@ -136,7 +142,7 @@ def _prepare_job(slot: _Slot) -> None:
     t0 = time.monotonic()
     try:
         prepared = slot.target.prepare(slot.plan)
-    except Exception as exc:  # noqa: BLE001 - a target may raise anything; DeployError carries `prepared`
+    except BaseException as exc:  # noqa: BLE001 - a target may raise anything; DeployError carries `prepared`
         with slot.lock:
             slot.prepared = getattr(exc, "prepared", None)
             slot.error = _err(exc)

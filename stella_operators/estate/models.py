@@ -98,6 +98,12 @@ class Environment(_Strict):
         16, ge=1, le=1024, description="promotion runs at once (waiting for approval); deploys are serialized by the lock")
     lock: Literal["wait", "refuse"] = Field(
         "wait", description="when another promotion is deploying here: wait (deferred) or refuse")
+    lock_scope: Literal["app", "environment"] = Field(
+        "app", description="deploy lock per app in this environment (app), or one deployment at a time "
+                           "in the whole environment (environment)")
+    lock_lease_s: float = Field(
+        120, ge=10, le=3600, description="the deploy lock's lease: renewed while deploying; a lock not renewed "
+                                         "for this long (the worker died) is taken over and its deployment rolled back")
 
 
 class Estate(_Strict):

@@ -1,10 +1,9 @@
-"""Ledger methods for what decides a promotion: approvals, gate verdicts, and the per-environment locks.
+"""Ledger methods for what decides a promotion: approvals and gate verdicts (deploy locks: locks.py).
 
 A mixin that `Ledger` inherits (kept apart so store.py stays readable). Like every ledger mutation,
 each method writes its audit event in the same transaction as the change.
 
-Approvals and gate verdicts are append-only (the database refuses UPDATE and DELETE). Environment
-locks are one mutable row per held environment; the primary key makes taking one atomic.
+Approvals and gate verdicts are append-only (the database refuses UPDATE and DELETE).
 """
 
 from __future__ import annotations
@@ -24,17 +23,13 @@ from stella_operators.ledger import records
 from stella_operators.ledger.audit import append_audit
 from stella_operators.ledger.errors import LedgerError, NotFound
 from stella_operators.ledger.records import APPROVAL_DECISIONS, Approval
-from stella_operators.ledger.tables import approvals, environment_locks, evidence, gate_verdicts, promotions
+from stella_operators.ledger.tables import approvals, evidence, gate_verdicts, promotions
 from stella_operators.promotion.model import Promotion
-from stella_operators.promotion.state import TERMINAL_STATUSES, PromotionStatus
+from stella_operators.promotion.state import PromotionStatus
 
 P = promotions.c
 A = approvals.c
-L = environment_locks.c
 G = gate_verdicts.c
-
-# Rounds of insert-or-inspect before giving up; only reached if the lock changes hands every time we look.
-_LOCK_ROUNDS = 10
 
 
 def _promotion_status(conn: sa.Connection, promotion_id: str) -> PromotionStatus:
@@ -45,7 +40,7 @@ def _promotion_status(conn: sa.Connection, promotion_id: str) -> PromotionStatus
 
 
 class LedgerDecisions:
-    """Approvals, gate verdicts and environment locks. Needs `_write`, `_read` and `_clock` from `Ledger`."""
+    """Approvals and gate verdicts. Needs `_write`, `_read` and `_clock` from `Ledger`."""
 
     _clock: Callable[[], datetime]
     _write: Callable[[], Any]
@@ -144,78 +139,6 @@ class LedgerDecisions:
             rows = conn.execute(sa.select(gate_verdicts).where(G.promotion_id == promotion_id)
                                 .order_by(G.seq)).all()
         return [records.gate_verdict_from_row(r) for r in rows]
-
-    # -- environment locks ----------------------------------------------------------------------
-
-    def acquire_environment_lock(self, environment: str, promotion_id: str, holder: str, *,
-                                 actor: str = "system") -> str | None:
-        """Take the environment's lock for the promotion: None if it now holds it, else the id of the
-        promotion that does.
-
-        Atomic (an INSERT on the environment's primary key; the loser sees the winner). The same
-        promotion asking again gets None (retries are safe). A lock held by a promotion that has
-        reached a terminal status is stale and is taken over (audited as `lock.takeover`).
-        A promotion that is itself terminal may not take a lock.
-        """
-        if not environment or not holder:
-            raise LedgerError("an environment lock needs an environment and a holder")
-        for _ in range(_LOCK_ROUNDS):
-            now = self._clock()
-            with self._write() as conn:
-                status = _promotion_status(conn, promotion_id)
-                if status in TERMINAL_STATUSES:
-                    raise LedgerError(f"promotion {promotion_id} is {status.value}; a finished promotion "
-                                      f"cannot lock environment {environment!r}")
-                try:
-                    with conn.begin_nested():
-                        conn.execute(environment_locks.insert().values(
-                            environment=environment, promotion_id=promotion_id, acquired_at=now, holder=holder))
-                except IntegrityError:
-                    pass  # held: look at who holds it
-                else:
-                    append_audit(conn, actor, "lock.acquire", f"environment:{environment}",
-                                 {"promotion_id": promotion_id, "holder": holder}, now)
-                    return None
-                row = conn.execute(sa.select(environment_locks).where(L.environment == environment)
-                                   .with_for_update()).one_or_none()
-                if row is None:
-                    continue  # released in between: try again
-                if row.promotion_id == promotion_id:
-                    return None
-                held_by = _promotion_status(conn, row.promotion_id)
-                if held_by not in TERMINAL_STATUSES:
-                    return row.promotion_id
-                done = conn.execute(environment_locks.update()
-                                    .where(L.environment == environment, L.promotion_id == row.promotion_id)
-                                    .values(promotion_id=promotion_id, acquired_at=now, holder=holder)).rowcount
-                if done != 1:
-                    continue
-                append_audit(conn, actor, "lock.takeover", f"environment:{environment}",
-                             {"promotion_id": promotion_id, "holder": holder,
-                              "stale_promotion_id": row.promotion_id, "stale_status": held_by.value,
-                              "stale_holder": row.holder, "stale_since": row.acquired_at}, now)
-                return None
-        raise LedgerError(f"environment {environment!r}: the lock kept changing hands; try again")
-
-    def release_environment_lock(self, environment: str, promotion_id: str, *, actor: str = "system") -> bool:
-        """Release the lock if `promotion_id` holds it (True); anyone else's release changes nothing (False)."""
-        now = self._clock()
-        with self._write() as conn:
-            row = conn.execute(sa.select(environment_locks).where(
-                L.environment == environment, L.promotion_id == promotion_id).with_for_update()).one_or_none()
-            if row is None:
-                return False
-            conn.execute(environment_locks.delete().where(L.environment == environment,
-                                                          L.promotion_id == promotion_id))
-            append_audit(conn, actor, "lock.release", f"environment:{environment}",
-                         {"promotion_id": promotion_id, "holder": row.holder, "acquired_at": row.acquired_at}, now)
-        return True
-
-    def environment_lock_holder(self, environment: str) -> str | None:
-        """The promotion holding the environment's lock, or None. The holder may be stale (terminal):
-        `acquire_environment_lock` takes such a lock over."""
-        with self._read() as conn:
-            return conn.execute(sa.select(L.promotion_id).where(L.environment == environment)).scalar_one_or_none()
 
     # -- queries --------------------------------------------------------------------------------
 

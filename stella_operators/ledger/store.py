@@ -21,6 +21,7 @@ from stella_operators.ledger import records
 from stella_operators.ledger.audit import AuditEvent, append_audit, list_audit, verify_chain
 from stella_operators.ledger.database import make_engine, migrate, write_transaction
 from stella_operators.ledger.decisions import LedgerDecisions
+from stella_operators.ledger.locks import LedgerLocks
 from stella_operators.ledger.errors import LedgerError, NotFound
 from stella_operators.ledger.records import Deployment, DeploymentStatus, TargetResult
 from stella_operators.ledger.tables import (
@@ -45,7 +46,7 @@ def _pins(by_target: dict[str, dict[str, str]]) -> list[dict[str, str]]:
             for t, comps in sorted(by_target.items()) for c, d in sorted(comps.items())]
 
 
-class Ledger(LedgerDecisions):
+class Ledger(LedgerDecisions, LedgerLocks):
     """The ledger database at a SQLAlchemy URL (`sqlite:///path.db` or `postgresql+psycopg2://...`).
 
     :param url: where the ledger lives; its own database, never Airflow's metadata database.

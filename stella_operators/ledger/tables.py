@@ -152,7 +152,7 @@ signing_keys = sa.Table(
 )
 
 
-# -- 0002: approvals, gate verdicts, environment locks ----------------------------------------------
+# -- 0002: approvals, gate verdicts (its environment_locks became 0003's deploy_locks) -----------------
 
 # Every approval attempt, counted or refused, kept forever (append-only).
 approvals = sa.Table(
@@ -198,12 +198,18 @@ gate_verdicts = sa.Table(
     sqlite_autoincrement=True,
 )
 
-# Mutable: one row per environment while a promotion holds it (the primary key makes taking it atomic).
-environment_locks = sa.Table(
-    "environment_locks", metadata,
+# -- 0003: deploy locks per (app, environment), with a lease --------------------------------------
+
+# Mutable: one row per held lock; `app` is "*" for an environment-wide lock. The primary key makes
+# taking one atomic; `expires_at` is the lease the holder renews (a stale lock is taken over).
+deploy_locks = sa.Table(
+    "deploy_locks", metadata,
     sa.Column("environment", sa.String(128), primary_key=True),
+    sa.Column("app", sa.String(128), primary_key=True),
     sa.Column("promotion_id", sa.String(128),
-              sa.ForeignKey("promotions.id", name="fk_environment_locks_promotion"), nullable=False, index=True),
-    sa.Column("acquired_at", UTCDateTime(), nullable=False),
+              sa.ForeignKey("promotions.id", name="fk_deploy_locks_promotion"), nullable=False, index=True),
     sa.Column("holder", sa.Text(), nullable=False),  # who holds it, e.g. "<dag_id>/<run_id>"
+    sa.Column("acquired_at", UTCDateTime(), nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
 )

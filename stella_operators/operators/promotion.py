@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from stella_operators.operators.base import PromotionStepOperator, StellaBaseOperator, actor_of, build_target
+from stella_operators.triggers.ledger_poll import MIN_WAIT_S
 
 
 class RequestPromotionOperator(PromotionStepOperator):
@@ -62,8 +63,14 @@ class RequestPromotionOperator(PromotionStepOperator):
 class DeployReleaseOperator(PromotionStepOperator):
     """Deploy the promotion's release to every target of the environment (two-phase, rollback).
 
-    Holds the environment's deploy lock; when another promotion holds it, waits deferred (no
-    worker slot) or fails at once, as the environment's ``lock`` setting says.
+    Holds the deploy lock of (app, environment) -- of the environment with ``lock_scope:
+    environment`` -- renewing its lease while deploying; when another promotion holds it, waits
+    deferred (no worker slot) or fails at once, as the environment's ``lock`` setting says. Checks
+    the freeze windows again first (``at_deploy: wait`` defers until the window ends).
+
+    Retries once by default: a retry after the worker died mid-deployment rolls the deployment
+    back (the promotion ends ``rolled_back``). A kill (``on_kill``) or ``execution_timeout`` during
+    the deployment rolls back too.
 
     :param promotion_id: templated; normally ``{{ ti.xcom_pull(task_ids='request') }}``.
     """
@@ -71,49 +78,86 @@ class DeployReleaseOperator(PromotionStepOperator):
     template_fields = (*StellaBaseOperator.template_fields, "promotion_id")
 
     def __init__(self, *, promotion_id: str, lock_poll_interval: float = 2.0, **kwargs: Any):
+        kwargs.setdefault("retries", 1)
+        kwargs.setdefault("retry_delay", timedelta(seconds=5))
         super().__init__(**kwargs)
         self.promotion_id = promotion_id
         self.lock_poll_interval = lock_poll_interval
+        self._deploying = False
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from stella_operators.promotion.service import DeploymentFailed, EnvironmentLocked, deploy_promotion
-        from stella_operators.promotion.state import PromotionStatus as S
+        from stella_operators.promotion.service import (
+            DeploymentFailed,
+            EnvironmentLocked,
+            FrozenAtDeploy,
+            deploy_promotion,
+            fail_for_lock,
+        )
 
         run = context.get("dag_run")
+        ti = context.get("ti")
+        holder = f"{self.dag_id}/{getattr(run, 'run_id', '')}/try-{getattr(ti, 'try_number', 1)}"
+        self._deploying = True
         try:
             outcome = deploy_promotion(self.estate, self.ledger, self.signing_key, self.promotion_id, build_target,
-                                       holder=f"{self.dag_id}/{getattr(run, 'run_id', '')}")
+                                       holder=holder)
         except DeploymentFailed as exc:  # rolled back and recorded: a retry would not change the verdict
             raise AirflowFailException(str(exc)) from None
+        except FrozenAtDeploy as exc:
+            return self._wait_for_freeze(exc)
         except EnvironmentLocked as exc:
             env = self.estate.environment(self.environment)
             if env.lock == "refuse":
-                self.ledger.transition(self.promotion_id, S.FAILED, actor="stella",
-                                       detail={"reason": "lock.held", "holder": exc.holder})
+                fail_for_lock(self.ledger, self.signing_key, self.promotion_id, reason="lock.held", holder=exc.holder)
                 raise AirflowFailException(f"{exc}; this environment refuses to wait (lock: refuse)") from None
             return self._wait_for_lock(exc.holder)
+        finally:
+            self._deploying = False
         for t in outcome.targets:
             self.log.info("%s: %s %s", t.target, t.status, t.timings_ms)
         return {"status": outcome.status, "targets": {t.target: t.status for t in outcome.targets}}
+
+    def on_kill(self) -> None:
+        """Called by the task runner on SIGTERM and after an execution timeout. While deploying, the
+        exception raised here lands in the deployment, which rolls back and re-raises it."""
+        from stella_operators.promotion.service import DeploymentInterrupted
+
+        if self._deploying:
+            self._deploying = False
+            raise DeploymentInterrupted("the deploy task was killed")
+
+    def _wait_for_freeze(self, exc):
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        # Not earlier than the triggers' start-up wait (apache/airflow#71580, see ledger_poll.py).
+        moment = max(exc.opens_at, datetime.now(timezone.utc) + timedelta(seconds=MIN_WAIT_S))
+        self.log.info("%s; waiting (deferred) until %s", exc, moment.isoformat())
+        self.defer(trigger=DateTimeTrigger(moment=moment), method_name="execute_after_freeze")
+
+    def execute_after_freeze(self, context: Any, event: Any = None) -> dict[str, Any]:
+        return self.execute(context)
 
     def _wait_for_lock(self, holder: str):
         from stella_operators.triggers.ledger_poll import EnvironmentLockTrigger
 
         env = self.estate.environment(self.environment)
         deadline = datetime.now(timezone.utc) + timedelta(seconds=env.deploy_timeout_s)
-        self.log.info("environment %s is locked by promotion %s: waiting (deferred) until %s",
-                      self.environment, holder, deadline.isoformat())
+        self.log.info("the deploy lock of %s in %s is held by promotion %s: waiting (deferred) until %s",
+                      self.app if env.lock_scope == "app" else "every app", self.environment, holder,
+                      deadline.isoformat())
         self.defer(trigger=EnvironmentLockTrigger(self.environment, self.promotion_id, deadline.isoformat(),
-                                                  self.ledger_conn_id, self.lock_poll_interval),
+                                                  self.ledger_conn_id, self.lock_poll_interval, app=self.app,
+                                                  scope=env.lock_scope),
                    method_name="execute_after_lock", timeout=timedelta(seconds=env.deploy_timeout_s + 300))
 
     def execute_after_lock(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
-        from stella_operators.promotion.state import PromotionStatus as S
+        from stella_operators.promotion.service import fail_for_lock
 
         if event.get("status") != "free":
-            self.ledger.transition(self.promotion_id, S.FAILED, actor="stella",
-                                   detail={"reason": "lock.timeout", **event})
-            raise AirflowFailException(f"environment {self.environment} stayed locked: {event}")
+            reason = "lock.timeout" if event.get("status") == "timeout" else "lock.error"
+            fail_for_lock(self.ledger, self.signing_key, self.promotion_id, reason=reason,
+                          holder=event.get("holder"), extra={k: v for k, v in event.items() if k not in ("holder",)})
+            raise AirflowFailException(f"the deploy lock of {self.app} in {self.environment} stayed held: {event}")
         return self.execute(context)
 
 

@@ -1,14 +1,27 @@
-"""Promotion use cases: request (checks the path), deploy (two-phase, rollback), verify (facts)."""
+"""Promotion use cases: request (checks the path), deploy (two-phase, rollback), verify (facts).
+
+A deployment holds the deploy lock of (app, environment) -- or of the environment -- from the
+deploy step until verification ends, renewing its lease while it works. The old workloads are
+kept (stopped) until verification passes, so any failure up to then rolls every host back.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from stella_operators.deploy.engine import run_deployment
+from datetime import datetime
+
+from stella_operators.deploy.engine import DeploymentOutcome, TargetOutcome, run_deployment
 from stella_operators.deploy.planner import plan_deployment
+from stella_operators.deploy.rollback import finalize_targets
 from stella_operators.estate.models import Estate, TargetConfig
 from stella_operators.evidence.recorder import record_evidence
+from stella_operators.ledger.records import DeploymentStatus
+from stella_operators.promotion.freeze_check import check_freeze_at_deploy
+from stella_operators.promotion.lease import LeaseKeeper
+from stella_operators.promotion.recovery import roll_back_promotion, target_address
+from stella_operators.promotion.state import TERMINAL_STATUSES
 from stella_operators.promotion.state import PromotionStatus as S
 from stella_operators.release.model import Release
 from stella_operators.targets.contract import Target
@@ -25,12 +38,29 @@ class DeploymentFailed(RuntimeError):
 
 
 class EnvironmentLocked(RuntimeError):
-    """Another promotion is deploying into this environment; nothing was changed."""
+    """Another promotion is deploying here (same app, or the environment when locked as a whole);
+    nothing was changed."""
 
-    def __init__(self, environment: str, holder: str):
-        super().__init__(f"environment {environment} is locked by promotion {holder}")
+    def __init__(self, environment: str, holder: str, app: str = "*"):
+        what = f"environment {environment}" if app == "*" else f"app {app} in environment {environment}"
+        super().__init__(f"{what} is locked by promotion {holder}")
         self.environment = environment
         self.holder = holder
+        self.app = app
+
+
+class FrozenAtDeploy(RuntimeError):
+    """A freeze window is active at deploy time and the freeze gate says `at_deploy: wait`: try
+    again at `opens_at`. Nothing was changed and no lock is held."""
+
+    def __init__(self, message: str, opens_at: datetime):
+        super().__init__(message)
+        self.opens_at = opens_at
+
+
+class DeploymentInterrupted(BaseException):
+    """Raised into a deployment when its task is killed (Airflow's on_kill): a BaseException so
+    that no `except Exception` on the way swallows it; the deployment rolls back and re-raises."""
 
 
 @dataclass(frozen=True)
@@ -76,75 +106,177 @@ def request_promotion(estate: Estate, ledger, req: PromotionRequest):
     return ledger.get_promotion(promo.id)
 
 
-def deploy_promotion(estate: Estate, ledger, key, promotion_id: str, targets: TargetFactory, *, holder: str = ""):
+def deploy_promotion(estate: Estate, ledger, key, promotion_id: str, targets: TargetFactory, *,
+                     holder: str = "") -> DeploymentOutcome:
     """Deploy an approved promotion to every target of its environment; roll back on any failure.
 
-    Holds the environment lock for the whole deployment; raises EnvironmentLocked (changing
-    nothing) when another promotion holds it.
+    - a freeze window active now: FrozenAtDeploy (`at_deploy: wait`) or DeploymentFailed (`fail`);
+    - the deploy lock held by a live promotion: EnvironmentLocked, nothing changed; a stale lock
+      (finished holder, lease run out) is taken over and its deployment rolled back first;
+    - a retry that finds its own promotion `deploying` (the worker died): rolls it back, ends it
+      `rolled_back` and raises DeploymentFailed; `verifying` or `deployed`: nothing to do;
+    - interrupted (time-out, kill) while deploying: rolls back, then re-raises.
+    On success the promotion is `verifying` and still holds the lock (verify_promotion releases it).
     """
     promo = ledger.get_promotion(promotion_id)
-    locked_by = ledger.acquire_environment_lock(promo.environment, promotion_id, holder or promotion_id)
-    if locked_by is not None:
-        raise EnvironmentLocked(promo.environment, locked_by)
-    try:
-        return _deploy_locked(estate, ledger, key, promo, targets)
-    finally:
-        ledger.release_environment_lock(promo.environment, promotion_id)
+    env = estate.environment(promo.environment)
+    if promo.status in (S.VERIFYING, S.DEPLOYED):  # a retry after the work was done
+        return _recorded_outcome(ledger, promotion_id)
+    if promo.status in TERMINAL_STATUSES:
+        raise DeploymentFailed(f"promotion {promotion_id} is {promo.status}; nothing to deploy")
+    if promo.status == S.APPROVED:
+        _check_freeze(estate, ledger, key, promo)
+    claim = ledger.acquire_deploy_lock(promo.app, env.name, promotion_id, holder or promotion_id,
+                                       scope=env.lock_scope, lease_s=env.lock_lease_s, actor="stella")
+    if not claim.acquired:
+        raise EnvironmentLocked(env.name, claim.holder.promotion_id, claim.holder.app)
+    if claim.took_over is not None:
+        roll_back_promotion(estate, ledger, key, claim.took_over.promotion_id, targets,
+                            reason=f"its deploy lock was taken over by promotion {promotion_id} "
+                                   f"({claim.stale_reason.replace('_', ' ')})")
+    if promo.status == S.DEPLOYING:  # our own earlier attempt died mid-deployment
+        report = roll_back_promotion(estate, ledger, key, promotion_id, targets,
+                                     reason="the deploy task was interrupted (its worker died); retried")
+        raise DeploymentFailed(f"promotion {promotion_id}: an earlier attempt of the deploy task was interrupted; "
+                               f"{_said(report)}")
+    with LeaseKeeper(ledger, promo.app, env.name, promotion_id, scope=env.lock_scope, lease_s=env.lock_lease_s):
+        try:
+            return _deploy_locked(estate, ledger, key, promo, targets)
+        except DeploymentFailed:
+            raise
+        except BaseException as exc:  # interrupted (AirflowTaskTimeout, DeploymentInterrupted) or a bug
+            what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if ledger.get_promotion(promotion_id).status in (S.DEPLOYING, S.VERIFYING):
+                roll_back_promotion(estate, ledger, key, promotion_id, targets,
+                                    reason=f"the deployment was interrupted ({what})")
+            else:
+                ledger.release_deploy_lock(promo.app, env.name, promotion_id, scope=env.lock_scope, actor="stella")
+            raise
 
 
-def _deploy_locked(estate: Estate, ledger, key, promo, targets: TargetFactory):
+def _said(report) -> str:
+    if report.ok:
+        return "every host was rolled back to what it ran before"
+    return f"rollback incomplete, not restored: {', '.join(report.not_restored)}"
+
+
+def _check_freeze(estate: Estate, ledger, key, promo) -> None:
+    frozen = check_freeze_at_deploy(estate, ledger, promo.id)
+    if frozen is None:
+        return
+    if frozen.action == "wait" and frozen.opens_at is not None:
+        raise FrozenAtDeploy(f"frozen at deploy time: {frozen.message}", frozen.opens_at)
+    release = ledger.get_release(promo.release_id)
+    reasons = sorted({r for v in frozen.verdicts for r in v.reasons})
+    record_evidence(ledger, key, "deployment", release, {
+        "environment": promo.environment, "promotion_id": promo.id, "status": "not_started",
+        "reason": "freeze.at_deploy", "gates": [v.gate_name for v in frozen.verdicts], "reasons": reasons,
+        "error": frozen.message}, promotion_id=promo.id)
+    ledger.transition(promo.id, S.FAILED, actor="stella",
+                      detail={"reason": "freeze.at_deploy", "reasons": reasons, "message": frozen.message})
+    raise DeploymentFailed(f"not deployed: a freeze window is active at deploy time: {frozen.message}")
+
+
+def _recorded_outcome(ledger, promotion_id: str) -> DeploymentOutcome:
+    deps = ledger.deployments_for(promotion_id)
+    if not deps:
+        return DeploymentOutcome(status="unchanged", targets=[])
+    dep = deps[-1]
+    return DeploymentOutcome(status="deployed", deployment_id=dep.id,
+                             targets=[TargetOutcome(target=t.target, status=t.status, digests_after=dict(t.digests))
+                                      for t in dep.targets])
+
+
+def _deploy_locked(estate: Estate, ledger, key, promo, targets: TargetFactory) -> DeploymentOutcome:
     promotion_id = promo.id
     release = ledger.get_release(promo.release_id)
     release.check_integrity()
     env = estate.environment(promo.environment)
-    previous = ledger.deployed_release(promo.app, promo.environment)
+    previous_release = ledger.deployed_release(promo.app, promo.environment)
     ledger.transition(promotion_id, S.DEPLOYING, actor="stella")
-    deployment_id = ledger.start_deployment(
-        promotion_id, env.strategy, previous={t.name: previous.digests() for t in env.targets} if previous else {})
     try:
-        plans = plan_deployment(estate, release, environment=env.name, promotion_id=promotion_id,
-                                deployment_id=deployment_id)
-        pairs = [(targets(t), p) for t, p in zip(env.targets, plans)]
-        outcome = run_deployment(pairs, max_parallel=env.max_parallel, timeout_s=env.deploy_timeout_s)
-    except Exception as exc:  # could not even plan/connect: nothing was started
+        connected, before = [], {}
+        for config in env.targets:
+            target = None
+            try:
+                target = targets(config)
+                before[config.name] = {c: d for c, d in target.facts(release.app).digests().items() if d}
+            except Exception as exc:
+                where = target_address(target) if target is not None else config.name
+                raise RuntimeError(f"{where}: {exc}") from exc
+            connected.append(target)
+    except Exception as exc:  # could not even connect or look: nothing was started
+        deployment_id = ledger.start_deployment(promotion_id, env.strategy, previous={})
         ledger.finish_deployment(deployment_id, "failed", error=str(exc))
         ledger.transition(promotion_id, S.FAILED, actor="stella", detail={"error": str(exc)})
         record_evidence(ledger, key, "deployment", release, {
             "environment": env.name, "promotion_id": promotion_id, "deployment_id": deployment_id,
             "status": "failed", "error": str(exc)}, promotion_id=promotion_id)
+        ledger.release_deploy_lock(promo.app, env.name, promotion_id, scope=env.lock_scope, actor="stella")
         raise DeploymentFailed(f"deployment {deployment_id} could not start: {exc}") from exc
+    # What each target runs now is what a rollback restores: recorded before anything changes.
+    deployment_id = ledger.start_deployment(promotion_id, env.strategy, previous=before)
+    plans = plan_deployment(estate, release, environment=env.name, promotion_id=promotion_id,
+                            deployment_id=deployment_id)
+    outcome = run_deployment(list(zip(connected, plans)), max_parallel=env.max_parallel,
+                             timeout_s=env.deploy_timeout_s, finalize=False)
     for t in outcome.targets:
         ledger.add_target_result(deployment_id, t.target, t.status, digests=t.digests_after,
                                  timings=t.timings_ms, log="\n".join(t.log), sticker=None)
     content = {
         "environment": env.name, "promotion_id": promotion_id, "deployment_id": deployment_id,
         "strategy": env.strategy, "status": outcome.status,
-        "previous": {"release_id": previous.id, "digests": previous.digests()} if previous else None,
+        "previous": {"release_id": previous_release.id, "digests": previous_release.digests()}
+        if previous_release else None,
         "targets": [{"target": t.target, "status": t.status, "before": t.digests_before,
                      "after": t.digests_after, "error": t.error} for t in outcome.targets],
         "error": outcome.error,
     }
     if outcome.status in ("deployed", "unchanged"):
-        ledger.finish_deployment(deployment_id, "succeeded")
+        # The deployment stays `running` (old workloads kept, lock held) until verification.
         ledger.transition(promotion_id, S.VERIFYING, actor="stella")
         return outcome
+    if outcome.not_restored:
+        content["not_restored"] = outcome.not_restored
     evidence_type = "rollback" if outcome.status == "rolled_back" else "deployment"
     ledger.finish_deployment(deployment_id, outcome.status, error=outcome.error)
     record_evidence(ledger, key, evidence_type, release, content, promotion_id=promotion_id)
     final = S.ROLLED_BACK if outcome.status == "rolled_back" else S.FAILED
-    ledger.transition(promotion_id, final, actor="stella", detail={"error": outcome.error})
+    detail = {"error": outcome.error}
+    if outcome.not_restored:
+        detail["not_restored"] = outcome.not_restored
+    ledger.transition(promotion_id, final, actor="stella", detail=detail)
+    ledger.release_deploy_lock(promo.app, env.name, promotion_id, scope=env.lock_scope, actor="stella")
     raise DeploymentFailed(f"deployment {deployment_id} {outcome.status}: {outcome.error}")
 
 
 def verify_promotion(estate: Estate, ledger, key, promotion_id: str, targets: TargetFactory) -> dict:
-    """Read facts on every target; all must run exactly the release digests. Then `deployed`."""
+    """Read facts on every target; all must run exactly the release digests. Then `deployed`, the old
+    workloads are removed and the lock released; otherwise every target is rolled back."""
     promo = ledger.get_promotion(promotion_id)
     release = ledger.get_release(promo.release_id)
     env = estate.environment(promo.environment)
     want = release.digests()
-    observed, problems = {}, []
+    result = {"release_id": release.id, "release_name": release.name, "environment": env.name,
+              "content_hash": release.content_hash, "digests": want}
+    if promo.status == S.DEPLOYED:  # a retry after the work was done
+        return result
+    if promo.status != S.VERIFYING:
+        raise DeploymentFailed(f"promotion {promotion_id} is {promo.status}, not verifying; nothing to verify")
+    claim = ledger.acquire_deploy_lock(promo.app, env.name, promotion_id, promotion_id, scope=env.lock_scope,
+                                       lease_s=env.lock_lease_s, actor="stella")
+    if not claim.acquired:  # the lease ran out and someone else deploys: our rollback would undo theirs
+        raise DeploymentFailed(f"promotion {promotion_id} lost its deploy lock to promotion "
+                               f"{claim.holder.promotion_id}; it will be rolled back by that promotion")
+    observed, problems, bound = {}, [], []
     for t in env.targets:
-        facts = targets(t).facts(release.app)
+        try:
+            target = targets(t)
+            facts = target.facts(release.app)
+        except Exception as exc:  # noqa: BLE001 - cannot look: not verified
+            problems.append(f"{t.name}: cannot read facts: {exc}")
+            continue
+        bound.append(target)
         got = facts.digests()
         observed[t.name] = got
         for comp, digest in want.items():
@@ -158,8 +290,33 @@ def verify_promotion(estate: Estate, ledger, key, promotion_id: str, targets: Ta
                "status": "verified" if not problems else "verification_failed", "problems": problems}
     record_evidence(ledger, key, "deployment", release, content, promotion_id=promotion_id)
     if problems:
-        ledger.transition(promotion_id, S.FAILED, actor="stella", detail={"problems": problems})
-        raise DeploymentFailed("verification failed: " + "; ".join(problems))
+        report = roll_back_promotion(estate, ledger, key, promotion_id, targets,
+                                     reason="verification failed: " + "; ".join(problems))
+        raise DeploymentFailed("verification failed: " + "; ".join(problems) + f"; {_said(report)}")
+    running = [d for d in ledger.deployments_for(promotion_id) if d.status == DeploymentStatus.RUNNING]
+    if running:
+        plans = plan_deployment(estate, release, environment=env.name, promotion_id=promotion_id,
+                                deployment_id=running[-1].id)
+        for problem in finalize_targets(list(zip(bound, plans))):
+            ledger.audit("stella", "deployment.finalize_failed", f"deployment:{running[-1].id}", {"problem": problem})
+        for dep in running:
+            ledger.finish_deployment(dep.id, DeploymentStatus.SUCCEEDED)
     ledger.transition(promotion_id, S.DEPLOYED, actor="stella")
-    return {"release_id": release.id, "release_name": release.name, "environment": env.name,
-            "content_hash": release.content_hash, "digests": want}
+    ledger.release_deploy_lock(promo.app, env.name, promotion_id, scope=env.lock_scope, actor="stella")
+    return result
+
+
+def fail_for_lock(ledger, key, promotion_id: str, *, reason: str, holder: str | None,
+                  extra: dict | None = None) -> None:
+    """The deploy lock stayed with another promotion (`lock.held`: refused at once; `lock.timeout`:
+    waited too long): record an audit event and evidence, and end the promotion `failed`."""
+    promo = ledger.get_promotion(promotion_id)
+    release = ledger.get_release(promo.release_id)
+    action = "lock.refused" if reason == "lock.held" else reason
+    ledger.audit("stella", action, f"promotion:{promotion_id}",
+                 {"app": promo.app, "environment": promo.environment, "holder": holder, **(extra or {})})
+    record_evidence(ledger, key, "deployment", release, {
+        "environment": promo.environment, "promotion_id": promotion_id, "status": "not_started",
+        "reason": reason, "lock_holder": holder}, promotion_id=promotion_id)
+    ledger.transition(promotion_id, S.FAILED, actor="stella", detail={"reason": reason, "holder": holder,
+                                                                       **(extra or {})})

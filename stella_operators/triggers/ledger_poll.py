@@ -87,20 +87,23 @@ class ApprovalTrigger(_LedgerPollTrigger):
 
 
 class EnvironmentLockTrigger(_LedgerPollTrigger):
-    """Fires when an environment's deploy lock is free (or held by this promotion already)."""
+    """Fires when a deploy lock is free, held by this promotion already, or stale (its holder
+    finished, or its lease ran out: the deploy step then takes it over and rolls the holder back).
+
+    :param app: the app whose lock (with ``scope="app"``) is awaited; the environment's with
+        ``scope="environment"``.
+    """
 
     def __init__(self, environment: str, promotion_id: str, deadline: str, ledger_conn_id: str | None = None,
-                 poll_interval: float = 2.0):
+                 poll_interval: float = 2.0, app: str = "", scope: str = "environment"):
         super().__init__(environment=environment, promotion_id=promotion_id, deadline=deadline,
-                         ledger_conn_id=ledger_conn_id, poll_interval=poll_interval)
+                         ledger_conn_id=ledger_conn_id, poll_interval=poll_interval, app=app, scope=scope)
 
     def _check(self) -> dict[str, Any] | None:
-        from stella_operators.promotion.state import TERMINAL_STATUSES
-
         ledger = _ledger(self.ledger_conn_id)
-        holder = ledger.environment_lock_holder(self.environment)
-        if holder in (None, self.promotion_id) or ledger.get_promotion(holder).status in TERMINAL_STATUSES:
+        lock = ledger.deploy_lock(self.app or "*", self.environment, scope=self.scope)
+        if lock is None or lock.promotion_id == self.promotion_id or ledger.deploy_lock_is_stale(lock):
             return {"status": "free"}
         if self._past_deadline():
-            return {"status": "timeout", "holder": holder}
+            return {"status": "timeout", "holder": lock.promotion_id}
         return None

@@ -206,22 +206,22 @@ def test_environment_lock_waits_deferred_then_deploys(stack, estate_lab):
     release = led.find_release("kiosk", "kiosk-3.0.0")
     # another promotion holds the environment's deploy lock, as a deployment in progress would
     holder = led.create_promotion(app="kiosk", environment="shared", release_id=release.id, requested_by="ops")
-    assert led.acquire_environment_lock("shared", holder.id, "test") is None
+    assert led.acquire_deploy_lock("kiosk", "shared", holder.id, "test").acquired
     run = trigger(stack, "stella_promote__kiosk__shared", "alice", release="kiosk-3.0.0", reason="wait for it")
     wait_until(lambda: ti_state(stack, "stella_promote__kiosk__shared", run, "deploy") == "deferred", 90,
                "deploy to wait deferred for the lock")
     time.sleep(2)
     assert run_state(stack, "stella_promote__kiosk__shared", run) == "running"
-    assert led.release_environment_lock("shared", holder.id)
+    assert led.release_deploy_lock("kiosk", "shared", holder.id)
     assert wait_run(stack, "stella_promote__kiosk__shared", run) == "success"
-    assert led.environment_lock_holder("shared") is None
+    assert led.deploy_lock("kiosk", "shared") is None
 
 
 def test_environment_lock_refuses_when_configured(stack, estate_lab):
     led = ledger(stack)
     release = led.find_release("kiosk", "kiosk-3.0.0")
     holder = led.create_promotion(app="kiosk", environment="strict", release_id=release.id, requested_by="ops")
-    assert led.acquire_environment_lock("strict", holder.id, "test") is None
+    assert led.acquire_deploy_lock("kiosk", "strict", holder.id, "test").acquired
     client = docker.APIClient(base_url=estate_lab.hosts["dev-2"].engine_url, version="auto")
     before = sorted(c["Id"] for c in client.containers(all=True))
     run = trigger(stack, "stella_promote__kiosk__strict", "alice", release="kiosk-3.0.0", reason="no waiting")
@@ -231,7 +231,11 @@ def test_environment_lock_refuses_when_configured(stack, estate_lab):
     why = call(stack, "GET", f"/stella/api/v1/promotions/{promo.id}", "erin").json()["why"]
     assert why["ended"]["detail"] == {"reason": "lock.held", "holder": holder.id}
     assert sorted(c["Id"] for c in client.containers(all=True)) == before   # nothing touched
-    assert led.environment_lock_holder("strict") == holder.id
+    assert led.deploy_lock("kiosk", "strict").promotion_id == holder.id
+    # the refusal left an audit event and an evidence record
+    assert "lock.refused" in [e.action for e in led.audit_events(f"promotion:{promo.id}")]
+    assert [e.content["reason"] for e in led.evidence_for(promotion_id=promo.id)
+            if e.content.get("status") == "not_started"] == ["lock.held"]
 
 
 def test_release_board_and_pages_behind_airflow_auth(stack):

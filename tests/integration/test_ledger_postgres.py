@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from stella_operators.ledger import Ledger
+from tests.unit.ledger.test_locks import LockBehaviour
 from tests.unit.test_ledger import LedgerBehaviour, make_release, refused
 
 
@@ -27,3 +28,9 @@ class TestLedgerPostgres(LedgerBehaviour):
                 "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'releases'")).all())
         assert types["created_at"] == "timestamp with time zone"
         assert types["components"] == "jsonb"
+
+
+class TestLocksPostgres(LockBehaviour):
+    @pytest.fixture
+    def ledger_url(self, fresh_postgres_url: str) -> str:
+        return fresh_postgres_url

@@ -101,7 +101,7 @@ class LedgerBehaviour:
     def test_migrations_idempotent_and_match_tables(self, ledger: Ledger, ledger_url):
         ledger.migrate()
         Ledger.open(ledger_url).close()
-        assert current_revision(ledger.engine) == head_revision() == "0002"
+        assert current_revision(ledger.engine) == head_revision() == "0003"
         assert schema_diffs(ledger.engine) == []
 
     def test_migration_0002_upgrades_a_0001_ledger(self, ledger_url):
@@ -120,7 +120,7 @@ class LedgerBehaviour:
         old.close()
 
         with Ledger.open(ledger_url) as ledger:
-            assert current_revision(ledger.engine) == "0002"
+            assert current_revision(ledger.engine) == "0003"
             assert schema_diffs(ledger.engine) == []
             assert ledger.get_release(release.id) == release
             assert ledger.get_promotion(promotion.id) == promotion
@@ -129,7 +129,7 @@ class LedgerBehaviour:
             ledger.record_gate_verdicts(promotion.id, [(GateVerdict(
                 gate_type="freeze", gate_name="freeze", verdict=Verdict.PASS, reasons=(), message="open",
                 inputs_hash="sha256:" + "b" * 64, evaluated_at=T0), {"windows": []})])
-            assert ledger.acquire_environment_lock("prod", promotion.id, "promote_shop/run") is None
+            assert ledger.acquire_deploy_lock("shop", "prod", promotion.id, "promote_shop/run").acquired
             # The guards fire per row, so there are rows for them to guard.
             refused(ledger, "UPDATE approvals SET approver = 'mallory'")
             refused(ledger, "DELETE FROM gate_verdicts")
@@ -442,61 +442,6 @@ class LedgerBehaviour:
         with pytest.raises(ValueError, match="secrets"):
             ledger.record_gate_verdicts(promotion.id, [(ok, inputs_ok), (ok, {"api_token": "x"})])
         assert ledger.gate_verdicts_for(promotion.id) == stored
-
-    # -- environment locks ----------------------------------------------------------------------
-
-    def test_environment_lock(self, ledger: Ledger):
-        r1, r2 = ledger.add_release(make_release(1)), ledger.add_release(make_release(2))
-        p1 = self.promote(ledger, r1, path=HAPPY_PATH[:3])
-        p2 = self.promote(ledger, r2, path=HAPPY_PATH[:2])
-        assert ledger.environment_lock_holder("prod") is None
-        assert ledger.acquire_environment_lock("prod", p1.id, "promote_shop/run-1") is None
-        assert ledger.environment_lock_holder("prod") == p1.id
-        assert ledger.acquire_environment_lock("prod", p2.id, "promote_shop/run-2") == p1.id
-        assert ledger.acquire_environment_lock("prod", p1.id, "promote_shop/run-1") is None  # a retry
-        assert ledger.acquire_environment_lock("stage", p2.id, "promote_shop/run-2") is None  # per environment
-        assert ledger.release_environment_lock("prod", p2.id) is False
-        assert ledger.environment_lock_holder("prod") == p1.id
-        assert ledger.release_environment_lock("prod", p1.id) is True
-        assert ledger.release_environment_lock("prod", p1.id) is False
-        assert ledger.environment_lock_holder("prod") is None
-        assert ledger.acquire_environment_lock("prod", p2.id, "promote_shop/run-2") is None
-        assert [(e.action, e.detail["promotion_id"]) for e in ledger.audit_events("environment:prod")] == \
-            [("lock.acquire", p1.id), ("lock.release", p1.id), ("lock.acquire", p2.id)]
-        with pytest.raises(NotFound):
-            ledger.acquire_environment_lock("dev", "prm-missing", "x")
-
-    def test_stale_lock_is_taken_over(self, ledger: Ledger):
-        r1, r2 = ledger.add_release(make_release(1)), ledger.add_release(make_release(2))
-        p1 = self.promote(ledger, r1, path=HAPPY_PATH[:3])
-        p2 = self.promote(ledger, r2, path=HAPPY_PATH[:2])
-        assert ledger.acquire_environment_lock("prod", p1.id, "promote_shop/run-1") is None
-        ledger.transition(p1.id, S.FAILED, actor="scheduler")  # died without releasing
-        with pytest.raises(LedgerError, match="finished promotion"):
-            ledger.acquire_environment_lock("prod", p1.id, "promote_shop/run-1")
-        assert ledger.acquire_environment_lock("prod", p2.id, "promote_shop/run-2") is None
-        assert ledger.environment_lock_holder("prod") == p2.id
-        assert ledger.release_environment_lock("prod", p1.id) is False
-        takeover = ledger.audit_events("environment:prod")[-1]
-        assert takeover.action == "lock.takeover"
-        assert takeover.detail["stale_promotion_id"] == p1.id and takeover.detail["stale_status"] == "failed"
-        assert takeover.detail["promotion_id"] == p2.id
-
-    def test_racing_for_a_lock_exactly_one_wins(self, ledger: Ledger, ledger_url):
-        n = 4
-        promotions = [self.promote(ledger, ledger.add_release(make_release(i)), path=HAPPY_PATH[:3])
-                      for i in range(n)]
-        others = [Ledger(ledger_url) for _ in range(n)]
-        results, errors = race(n, lambda i: others[i].acquire_environment_lock("prod", promotions[i].id, f"run-{i}"))
-        for lg in others:
-            lg.close()
-        assert errors == []
-        winners = [i for i, r in enumerate(results) if r is None]
-        assert len(winners) == 1
-        winner = promotions[winners[0]].id
-        assert all(r == winner for r in results if r is not None)
-        assert ledger.environment_lock_holder("prod") == winner
-        assert [e.action for e in ledger.audit_events("environment:prod")] == ["lock.acquire"]
 
     # -- audit ----------------------------------------------------------------------------------
 

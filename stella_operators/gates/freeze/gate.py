@@ -16,7 +16,7 @@ freeze.override_refused, freeze.override_reason_missing (and freeze.error from t
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -47,7 +47,9 @@ def _both(at: datetime, zone: Any) -> str:
 
 
 class FreezeGate:
-    """Gate type "freeze". Config: `windows`, a list of FreezeWindow (see freeze.windows)."""
+    """Gate type "freeze". Config: `windows`, a list of FreezeWindow (see freeze.windows), and
+    `at_deploy`: the deploy step checks the windows again (a promotion may wait for approvals into
+    a window); when frozen then, `wait` until the window ends (deferred) or `fail` the promotion."""
 
     type: ClassVar[str] = "freeze"
 
@@ -55,6 +57,7 @@ class FreezeGate:
         model_config = ConfigDict(extra="forbid", frozen=True)
 
         windows: tuple[FreezeWindow, ...] = ()
+        at_deploy: Literal["wait", "fail"] = "fail"
 
         @field_validator("windows")
         @classmethod
