@@ -20,6 +20,7 @@ from stella_operators.deploy import DeploymentOutcome, run_deployment
 from stella_operators.release.model import ComponentDigest
 from stella_operators.targets.contract import (
     ComponentSpec,
+    DeployError,
     HealthCheck,
     TargetPlan,
     VersionSticker,
@@ -188,6 +189,33 @@ class TestShopLifecycle:
         assert running_ids(docker_clients, self.app) == before
         for client in docker_clients:
             assert len(app_containers(client, self.app)) == 1
+
+    def test_commit_failing_on_the_second_host_restores_both(self, targets, docker_clients, lab_registry, images):
+        """Host a switches to v1; host b stops its old container, then its engine call fails: both
+        are restored to v2 by starting the very containers that commit stopped."""
+        before = running_ids(docker_clients, self.app)
+        a, b = targets
+        failing_b = CommitFailsAfterStopping(b.name, b.api, pull_timeout_s=60, stop_timeout_s=1)
+        outcome, _ = deploy([a, failing_b], lab_registry, self.app, "stella/shop", images["v1"], release="5.0.0",
+                            deployment="dep-5")
+        assert outcome.status == "rolled_back", outcome.error
+        assert f"{b.name}: commit failed: engine connection lost" in outcome.error
+        assert outcome.target(a.name).status == "rolled_back" and outcome.target(b.name).status == "failed"
+        for target in targets:
+            assert outcome.target(target.name).digests_after == {"web": images["v2"]}
+            assert target.facts(self.app).digests() == {"web": images["v2"]}
+        assert running_ids(docker_clients, self.app) == before  # the same containers, started again
+        for client in docker_clients:
+            assert client.containers(all=True, filters={"label": "stella.deployment.id=dep-5"}) == []
+            assert len(app_containers(client, self.app)) == 1
+
+
+class CommitFailsAfterStopping(DockerTarget):
+    """The real commit (stops the old container on the real engine), then the engine is 'lost'."""
+
+    def commit(self, plan, prepared):
+        super().commit(plan, prepared)
+        raise DeployError(self.name, "commit failed: engine connection lost")
 
 
 def test_oci_image_deploys(targets, docker_clients, lab_registry, images):
