@@ -106,6 +106,34 @@ class ApprovalWritten:
     evidence_id: str | None
 
 
+class GatesAlreadyDecided(LedgerError):
+    """The promotion is past `evaluating`: its gate decision is on record and is not taken again."""
+
+
+def _verdict_rows(promotion_id: str, items: Iterable[tuple[GateVerdict, dict[str, Any]]]) -> list[dict[str, Any]]:
+    rows = []
+    for verdict, inputs in items:
+        inputs_json, details_json = to_jsonable(inputs), to_jsonable(verdict.details)
+        assert_no_secrets(inputs_json, "inputs")  # kept forever, like evidence
+        assert_no_secrets(details_json, "details")
+        rows.append({"promotion_id": promotion_id, "gate_type": verdict.gate_type, "gate_name": verdict.gate_name,
+                     "verdict": verdict.verdict.value, "reasons": list(verdict.reasons),
+                     "message": verdict.message, "remedy": verdict.remedy, "details": details_json,
+                     "inputs": inputs_json, "inputs_hash": verdict.inputs_hash,
+                     "evaluated_at": verdict.evaluated_at})
+    return rows
+
+
+def _insert_verdicts(conn: sa.Connection, promotion_id: str, rows: list[dict[str, Any]], actor: str,
+                     now: datetime) -> None:
+    for values in rows:
+        seq = conn.execute(gate_verdicts.insert().values(**values)).inserted_primary_key[0]
+        append_audit(conn, actor, "gate.verdict", f"promotion:{promotion_id}",
+                     {"seq": seq, "gate_type": values["gate_type"], "gate_name": values["gate_name"],
+                      "verdict": values["verdict"], "reasons": values["reasons"],
+                      "inputs_hash": values["inputs_hash"], "evaluated_at": values["evaluated_at"]}, now)
+
+
 class LedgerDecisions:
     """Approvals, gate verdicts and environment locks. Needs `_write`, `_read` and `_clock` from `Ledger`."""
 
@@ -224,25 +252,38 @@ class LedgerDecisions:
     def record_gate_verdicts(self, promotion_id: str, items: Iterable[tuple[GateVerdict, dict[str, Any]]], *,
                              actor: str = "system") -> None:
         """Record verdicts with the inputs they were decided from, all in one transaction (all or none)."""
-        rows = []
-        for verdict, inputs in items:
-            inputs_json, details_json = to_jsonable(inputs), to_jsonable(verdict.details)
-            assert_no_secrets(inputs_json, "inputs")  # kept forever, like evidence
-            assert_no_secrets(details_json, "details")
-            rows.append({"promotion_id": promotion_id, "gate_type": verdict.gate_type, "gate_name": verdict.gate_name,
-                         "verdict": verdict.verdict.value, "reasons": list(verdict.reasons),
-                         "message": verdict.message, "remedy": verdict.remedy, "details": details_json,
-                         "inputs": inputs_json, "inputs_hash": verdict.inputs_hash,
-                         "evaluated_at": verdict.evaluated_at})
+        rows = _verdict_rows(promotion_id, items)
         now = self._clock()
         with self._write() as conn:
             _promotion_status(conn, promotion_id)
-            for values in rows:
-                seq = conn.execute(gate_verdicts.insert().values(**values)).inserted_primary_key[0]
-                append_audit(conn, actor, "gate.verdict", f"promotion:{promotion_id}",
-                             {"seq": seq, "gate_type": values["gate_type"], "gate_name": values["gate_name"],
-                              "verdict": values["verdict"], "reasons": values["reasons"],
-                              "inputs_hash": values["inputs_hash"], "evaluated_at": values["evaluated_at"]}, now)
+            _insert_verdicts(conn, promotion_id, rows, actor, now)
+
+    def record_gate_decision(self, promotion_id: str, items: Iterable[tuple[GateVerdict, dict[str, Any]]],
+                             decision: dict[str, Any], sealed: Iterable[EvidenceRecord], settle: Settlement, *,
+                             actor: str = "stella") -> Promotion:
+        """Record a promotion's gate decision once: verdicts, the decision, its signed evidence and the
+        status it leads to, in ONE transaction, only while the promotion is `evaluating`.
+
+        Raises GatesAlreadyDecided (and writes nothing) if the promotion has left `evaluating`: a
+        re-run gates task, or two attempts racing, can never add a second decision.
+        """
+        rows = _verdict_rows(promotion_id, items)
+        decision = to_jsonable(decision)
+        assert_no_secrets(decision, "decision")
+        now = self._clock()
+        with self._write() as conn:
+            row = _lock_promotion(conn, promotion_id)
+            if row.status != PromotionStatus.EVALUATING:
+                raise GatesAlreadyDecided(f"promotion {promotion_id} is {row.status}: its gates were decided "
+                                          "already (gates are evaluated once, while it is evaluating)")
+            _insert_verdicts(conn, promotion_id, rows, actor, now)
+            conn.execute(promotions.update().where(P.id == promotion_id).values(decision=decision, updated_at=now))
+            append_audit(conn, actor, "promotion.decision", f"promotion:{promotion_id}", {"decision": decision}, now)
+            for record in sealed:
+                self._append_evidence_in(conn, record, promotion_id, row.release_id, actor)
+            self._transition_in(conn, promotion_id, row.status, settle.status, settle.actor, settle.detail, now)
+            row = conn.execute(sa.select(promotions).where(P.id == promotion_id)).one()
+        return records.promotion_from_row(row)
 
     def gate_verdicts_for(self, promotion_id: str) -> list[tuple[GateVerdict, dict[str, Any]]]:
         """(verdict, inputs) pairs in the order they were recorded."""
