@@ -99,7 +99,8 @@ def get_promotion(promotion_id: str, user: GetUserDep) -> dict[str, Any]:
 
 @app.post("/api/v1/promotions/{promotion_id}/approvals")
 def approve(promotion_id: str, body: ApprovalBody, request: Request, user: GetUserDep) -> JSONResponse:
-    from stella_operators.approvals.service import ApprovalClosed, submit_approval
+    from stella_operators.approvals.policy import BOUND_TO_OTHER_RELEASE, CLOSED
+    from stella_operators.approvals.service import submit_approval
     from stella_operators.hooks.signing import SigningKeyHook
     from stella_operators.ledger import NotFound
 
@@ -110,12 +111,13 @@ def approve(promotion_id: str, body: ApprovalBody, request: Request, user: GetUs
                                  body.decision, body.comment, body.content_hash)
     except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no promotion {promotion_id}") from None
-    except ApprovalClosed as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     state = {"status": result.state.status, "approvers": list(result.state.approvers), "needed": result.state.needed}
+    # What was stored, in the transaction that stored it: counted or not, and the promotion's status after.
     payload = {"counted": result.counted, "refusal": result.refusal, "approvals": state,
-               "evidence_id": result.evidence_id, "approver": user.get_name()}
-    if result.refusal == "approval.bound_to_other_release":
+               "evidence_id": result.evidence_id, "approver": user.get_name(), "promotion_status": result.status}
+    if result.refusal == CLOSED:
+        payload["detail"] = f"promotion {promotion_id} is {result.status}, not awaiting approval"
+    if result.refusal in (BOUND_TO_OTHER_RELEASE, CLOSED):
         return JSONResponse(payload, status_code=status.HTTP_409_CONFLICT)
     if result.refusal and not result.duplicate:
         return JSONResponse(payload, status_code=status.HTTP_403_FORBIDDEN)

@@ -2,12 +2,14 @@
 
 from stella_operators.approvals.policy import (
     BOUND_TO_OTHER_RELEASE,
+    CLOSED,
     CREATOR_CANNOT_APPROVE,
     DUPLICATE,
     INSUFFICIENT,
     NOT_IN_GROUPS,
     REJECTED,
     REQUESTER_CANNOT_APPROVE,
+    TIMEOUT,
     ApprovalState,
     Approver,
     AttemptDecision,
@@ -18,12 +20,14 @@ from stella_operators.approvals.policy import (
 
 __all__ = [
     "BOUND_TO_OTHER_RELEASE",
+    "CLOSED",
     "CREATOR_CANNOT_APPROVE",
     "DUPLICATE",
     "INSUFFICIENT",
     "NOT_IN_GROUPS",
     "REJECTED",
     "REQUESTER_CANNOT_APPROVE",
+    "TIMEOUT",
     "ApprovalState",
     "Approver",
     "AttemptDecision",

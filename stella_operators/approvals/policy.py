@@ -27,6 +27,8 @@ BOUND_TO_OTHER_RELEASE = "approval.bound_to_other_release"
 DUPLICATE = "approval.duplicate"
 REJECTED = "approval.rejected"
 INSUFFICIENT = "approval.insufficient_approvals"
+CLOSED = "approval.closed"          # the promotion is not (or no longer) waiting for approvals
+TIMEOUT = "approval.timeout"        # the wait ended without enough approvals: failed closed
 
 APPROVE = "approve"
 REJECT = "reject"

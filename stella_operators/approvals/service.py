@@ -1,29 +1,51 @@
-"""Approval use cases: submit an approval or rejection (REST, UI, CLI), read the current state."""
+"""Approval use cases: submit an approval or rejection (REST, UI, CLI), settle the wait, read the state.
+
+Every decision about a promotion's approvals is taken in ONE ledger transaction that first locks
+the promotion (`Ledger.write_approval_decision`): the attempt is decided against the attempts
+already stored, stored, sealed as evidence only if it counted, and -- when it completes the quorum
+or is a counted rejection -- the promotion is settled (approved / rejected) right there. The
+approval sensor and its trigger only observe that status; `settle_approval` re-counts from the
+ledger and never takes an event's word for an outcome. So the status always equals the tally, a
+counted rejection always wins, attempts after the promotion settled are refused (`approval.closed`)
+and what an approver is told is what was stored.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from stella_operators.approvals.policy import (
+    CLOSED,
+    DECISIONS,
+    TIMEOUT,
+    ApprovalState,
+    Approver,
+    decide_approval_attempt,
+    tally,
+)
 from stella_operators.estate.models import ApprovalRequirement, ApproverGroup, Estate
-from stella_operators.evidence.recorder import record_evidence
+from stella_operators.evidence.recorder import seal_release_evidence
+from stella_operators.ledger.decisions import ApprovalAttempt, ApprovalWrite, Settlement
 from stella_operators.promotion.state import PromotionStatus as S
 
 # Approvals that a freeze override or a pending policy adds, in an environment without approver
 # groups, go to Airflow admins.
 FALLBACK_GROUP = ApproverGroup(name="airflow-admins", roles=["admin"])
-
-
-class ApprovalClosed(RuntimeError):
-    """The promotion is not waiting for approvals (already decided, or never needed them)."""
+ERROR = "approval.error"
 
 
 @dataclass(frozen=True)
 class AttemptResult:
+    """What an approver is told: whether their attempt counted (else why not), the tally and the
+    promotion's status after it -- all as the one transaction that stored the attempt left them."""
+
     counted: bool
     refusal: str | None
     duplicate: bool
-    state: object          # approvals.policy.ApprovalState
+    state: ApprovalState
     evidence_id: str | None
+    status: str = ""
 
 
 def effective_requirement(estate: Estate, promo) -> tuple[ApprovalRequirement, list[ApproverGroup]]:
@@ -37,59 +59,94 @@ def effective_requirement(estate: Estate, promo) -> tuple[ApprovalRequirement, l
     return requirement, [g for g in estate.approver_groups if g.name in requirement.groups]
 
 
-def approval_state(estate: Estate, ledger, promotion_id: str):
-    from stella_operators.approvals.policy import tally
-
+def approval_state(estate: Estate, ledger, promotion_id: str) -> ApprovalState:
     promo = ledger.get_promotion(promotion_id)
     release = ledger.get_release(promo.release_id)
     requirement, _ = effective_requirement(estate, promo)
     return tally(requirement, ledger.approvals_for(promotion_id), release.content_hash)
 
 
-def submit_approval(estate: Estate, ledger, key, promotion_id: str, approver, decision: str, comment: str,
-                    content_hash: str | None = None) -> AttemptResult:
-    """Record one approval attempt. Identity (`approver`) comes from Airflow's auth, never the body."""
-    from stella_operators.approvals.policy import decide_approval_attempt, tally
+def _settlement(state: ApprovalState, actor: str) -> Settlement | None:
+    """The status change a tally calls for (None while it is pending)."""
+    if state.status == "approved":
+        return Settlement(S.APPROVED, actor, {"approvers": list(state.approvers)})
+    if state.status == "rejected":
+        return Settlement(S.REJECTED, state.rejected_by or actor, {"rejected_by": state.rejected_by})
+    return None
 
-    if decision not in ("approve", "reject"):
+
+def submit_approval(estate: Estate, ledger, key, promotion_id: str, approver: Approver, decision: str, comment: str,
+                    content_hash: str | None = None) -> AttemptResult:
+    """Record one approval attempt. Identity (`approver`) comes from Airflow's auth, never the body.
+
+    Every attempt is stored, counted or refused; one arriving when the promotion no longer waits for
+    approvals is refused with `approval.closed`. The attempt that completes the quorum, or a counted
+    rejection, settles the promotion in the same transaction.
+    """
+    if decision not in DECISIONS:
         raise ValueError("decision must be 'approve' or 'reject'")
     promo = ledger.get_promotion(promotion_id)
-    if promo.status != S.AWAITING_APPROVAL:
-        raise ApprovalClosed(f"promotion {promotion_id} is {promo.status}, not awaiting approval")
     release = ledger.get_release(promo.release_id)
-    requirement, groups = effective_requirement(estate, promo)
-    counted, refusal, duplicate = decide_approval_attempt(
-        requirement, groups, approver, decision, requester=promo.requested_by, release_creator=release.created_by,
-        approvals=ledger.approvals_for(promotion_id), content_hash=release.content_hash, sent_hash=content_hash)
-    evidence_id = None
-    if counted:
-        record = record_evidence(ledger, key, "approval", release, {
-            "environment": promo.environment, "promotion_id": promotion_id, "approver": approver.user,
-            "decision": decision, "comment": comment, "content_hash": release.content_hash},
-            promotion_id=promotion_id)
-        evidence_id = record.id
-    row = ledger.record_approval(promotion_id, approver.user, decision, comment,
-                                 content_hash or release.content_hash,
-                                 counted=counted, refusal=refusal, evidence_id=evidence_id)
-    # The ledger has the last word: a counted attempt that lost a race is stored as a duplicate.
-    duplicate = duplicate or (counted and not row.counted)
-    state = tally(requirement, ledger.approvals_for(promotion_id), release.content_hash)
-    return AttemptResult(row.counted, row.refusal, duplicate, state, evidence_id)
+    ledger.register_key(key.key_id, key.public_pem())
+    shown = content_hash or release.content_hash
+    verdict: dict[str, Any] = {"duplicate": False}
+
+    def plan(current, attempts) -> ApprovalWrite:
+        if current.status != S.AWAITING_APPROVAL:
+            return ApprovalWrite(attempt=ApprovalAttempt(approver.user, decision, comment, shown, False, CLOSED))
+        requirement, groups = effective_requirement(estate, current)
+        counted, refusal, verdict["duplicate"] = decide_approval_attempt(
+            requirement, groups, approver, decision, requester=current.requested_by,
+            release_creator=release.created_by, approvals=attempts, content_hash=release.content_hash,
+            sent_hash=content_hash)
+        attempt = ApprovalAttempt(approver.user, decision, comment, shown, counted, refusal)
+        if not counted:
+            return ApprovalWrite(attempt=attempt)
+        evidence = seal_release_evidence(key, "approval", release, {
+            "environment": current.environment, "promotion_id": promotion_id, "approver": approver.user,
+            "decision": decision, "comment": comment, "content_hash": release.content_hash})
+        after = tally(requirement, [*attempts, attempt], release.content_hash)
+        return ApprovalWrite(attempt, evidence, _settlement(after, approver.user))
+
+    written = ledger.write_approval_decision(promotion_id, plan)
+    requirement, _ = effective_requirement(estate, written.promotion)
+    state = tally(requirement, written.attempts, release.content_hash)
+    row = written.attempt
+    return AttemptResult(row.counted, row.refusal, verdict["duplicate"], state, row.evidence_id,
+                         str(written.promotion.status))
 
 
-def settle_approval(ledger, promotion_id: str, event: dict) -> str:
-    """Apply the approval wait's outcome to the promotion; returns the new status.
+def settle_approval(estate: Estate, ledger, key, promotion_id: str, event: dict[str, Any]) -> S:
+    """Settle the approval wait from the ledger's own tally; returns the promotion's status.
 
-    approved -> approved; rejected -> rejected; timeout or error -> failed (closed, never approved).
+    The event (from the trigger) is only a hint: an `approved` or `rejected` claim changes nothing
+    the ledger does not show. If the promotion still awaits approval and its tally is settled (an
+    approval given before this code settled in the same call), it settles now. A `timeout` or
+    `error` event fails the still-pending promotion closed, with a signed `approval` evidence
+    record whose decision is `timeout` (or `error`). A promotion no longer awaiting approval is
+    left as it is (the approval call that settled it already did the work).
     """
-    status = event.get("status")
-    if status == "approved":
-        ledger.transition(promotion_id, S.APPROVED, actor="stella", detail={"approvers": event.get("approvers", [])})
-        return S.APPROVED
-    if status == "rejected":
-        ledger.transition(promotion_id, S.REJECTED, actor=event.get("rejected_by") or "stella",
-                          detail={"rejected_by": event.get("rejected_by")})
-        return S.REJECTED
-    reason = "approval.timeout" if status == "timeout" else "approval.error"
-    ledger.transition(promotion_id, S.FAILED, actor="stella", detail={"reason": reason, **event})
-    return S.FAILED
+    release = ledger.get_release(ledger.get_promotion(promotion_id).release_id)  # sealed: never changes
+    ledger.register_key(key.key_id, key.public_pem())
+
+    def plan(current, attempts) -> ApprovalWrite:
+        if current.status != S.AWAITING_APPROVAL:
+            return ApprovalWrite()
+        requirement, _ = effective_requirement(estate, current)
+        state = tally(requirement, attempts, release.content_hash)
+        settled = _settlement(state, "stella")
+        if settled is not None:
+            return ApprovalWrite(settle=settled)
+        if event.get("status") not in ("timeout", "error"):
+            return ApprovalWrite()
+        reason = TIMEOUT if event.get("status") == "timeout" else ERROR
+        outcome = {"approvers": list(state.approvers), "needed": state.needed, "reason": reason}
+        if event.get("error"):
+            outcome["error"] = str(event["error"])[:500]
+        evidence = seal_release_evidence(key, "approval", release, {
+            "environment": current.environment, "promotion_id": promotion_id, "approver": "stella",
+            "decision": "timeout" if reason == TIMEOUT else "error", "content_hash": release.content_hash,
+            **({"deadline": event["deadline"]} if event.get("deadline") else {}), **outcome})
+        return ApprovalWrite(evidence=evidence, settle=Settlement(S.FAILED, "stella", outcome))
+
+    return S(ledger.write_approval_decision(promotion_id, plan).promotion.status)

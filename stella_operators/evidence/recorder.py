@@ -21,3 +21,15 @@ def record_evidence(ledger, key, evidence_type: str, release: Release, content: 
     record = seal_evidence(evidence_type, subjects, body, key, now or datetime.now(timezone.utc))
     ledger.append_evidence(record, promotion_id=promotion_id, release_id=release.id)
     return record
+
+
+def seal_release_evidence(key, evidence_type: str, release: Release, content: dict[str, Any], *,
+                          now: datetime | None = None):
+    """Sign `content` like `record_evidence`, without storing it: for callers that store it in the same
+    transaction as the decision it seals (approvals: no evidence for an attempt that did not count)."""
+    from stella_operators.evidence.envelope import seal_evidence
+
+    subjects = [(c.repository, c.digest) for c in release.components]
+    body = {"app": release.app, "release": {"id": release.id, "name": release.name,
+                                            "content_hash": release.content_hash}, **content}
+    return seal_evidence(evidence_type, subjects, body, key, now or datetime.now(timezone.utc))

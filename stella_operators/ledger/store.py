@@ -185,17 +185,23 @@ class Ledger(LedgerDecisions, LedgerLocks):
             row = conn.execute(sa.select(promotions).where(P.id == promotion_id).with_for_update()).one_or_none()
             if row is None:
                 raise NotFound(f"no promotion with id {promotion_id!r}")
-            new = check_transition(row.status, new_status)
-            # The status guard makes the update lose, not overwrite, if someone moved it meanwhile.
-            done = conn.execute(promotions.update().where(P.id == promotion_id, P.status == row.status)
-                                .values(status=new.value, updated_at=now)).rowcount
-            if done != 1:
-                raise LedgerError(f"promotion {promotion_id} changed status concurrently; retry")
-            self._event(conn, promotion_id, row.status, new, actor, detail, now)
-            append_audit(conn, actor, "promotion.transition", f"promotion:{promotion_id}",
-                         {"from": row.status, "to": new.value, "detail": detail or {}}, now)
+            self._transition_in(conn, promotion_id, row.status, new_status, actor, detail, now)
             row = conn.execute(sa.select(promotions).where(P.id == promotion_id)).one()
         return records.promotion_from_row(row)
+
+    def _transition_in(self, conn, promotion_id: str, current: str, new_status: PromotionStatus | str, actor: str,
+                       detail: dict[str, Any] | None, now: datetime) -> PromotionStatus:
+        """The status change inside the caller's transaction (which read `current`, best under a row lock)."""
+        new = check_transition(current, new_status)
+        # The status guard makes the update lose, not overwrite, if someone moved it meanwhile.
+        done = conn.execute(promotions.update().where(P.id == promotion_id, P.status == current)
+                            .values(status=new.value, updated_at=now)).rowcount
+        if done != 1:
+            raise LedgerError(f"promotion {promotion_id} changed status concurrently; retry")
+        self._event(conn, promotion_id, current, new, actor, detail, now)
+        append_audit(conn, actor, "promotion.transition", f"promotion:{promotion_id}",
+                     {"from": current, "to": new.value, "detail": detail or {}}, now)
+        return new
 
     def set_decision(self, promotion_id: str, decision: dict[str, Any], *, actor: str = "system") -> Promotion:
         decision = to_jsonable(decision)
@@ -324,22 +330,27 @@ class Ledger(LedgerDecisions, LedgerLocks):
         """Store sealed evidence after verifying it against the ledger's registered keys.
         Storing the same evidence (same id) again changes nothing."""
         with self._write() as conn:
-            check = verify_evidence(record, self._trusted(conn))
-            if not check.ok:
-                raise LedgerError(f"evidence {record.id} refused: {check.reason}")
-            if conn.execute(sa.select(evidence.c.id).where(evidence.c.id == record.id)).one_or_none() is not None:
-                return record
-            try:
-                conn.execute(evidence.insert().values(
-                    id=record.id, type=record.type.value, subjects=[s.model_dump() for s in record.subjects],
-                    envelope=record.envelope, key_id=record.key_id, created_at=record.created_at,
-                    promotion_id=promotion_id, release_id=release_id))
-            except IntegrityError as exc:
-                raise LedgerError(f"evidence {record.id} could not be stored: {exc.orig}") from None
-            append_audit(conn, actor, "evidence.append", f"evidence:{record.id}",
-                         {"type": record.type.value, "key_id": record.key_id, "promotion_id": promotion_id,
-                          "release_id": release_id}, self._clock())
+            self._append_evidence_in(conn, record, promotion_id, release_id, actor)
         return record
+
+    def _append_evidence_in(self, conn, record: EvidenceRecord, promotion_id: str | None, release_id: str | None,
+                            actor: str) -> None:
+        """`append_evidence` inside the caller's transaction (e.g. with the approval it seals)."""
+        check = verify_evidence(record, self._trusted(conn))
+        if not check.ok:
+            raise LedgerError(f"evidence {record.id} refused: {check.reason}")
+        if conn.execute(sa.select(evidence.c.id).where(evidence.c.id == record.id)).one_or_none() is not None:
+            return
+        try:
+            conn.execute(evidence.insert().values(
+                id=record.id, type=record.type.value, subjects=[s.model_dump() for s in record.subjects],
+                envelope=record.envelope, key_id=record.key_id, created_at=record.created_at,
+                promotion_id=promotion_id, release_id=release_id))
+        except IntegrityError as exc:
+            raise LedgerError(f"evidence {record.id} could not be stored: {exc.orig}") from None
+        append_audit(conn, actor, "evidence.append", f"evidence:{record.id}",
+                     {"type": record.type.value, "key_id": record.key_id, "promotion_id": promotion_id,
+                      "release_id": release_id}, self._clock())
 
     def get_evidence(self, evidence_id: str) -> EvidenceRecord:
         with self._read() as conn:

@@ -25,7 +25,7 @@ class EvaluateGatesOperator(PromotionStepOperator):
         self.freeze_override_reason = freeze_override_reason
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from stella_operators.promotion.gating import PromotionBlocked, evaluate_promotion
+        from stella_operators.promotion.gating import GatesNotEvaluated, PromotionBlocked, evaluate_promotion
 
         labels = {}
         if (self.freeze_override_reason or "").strip():
@@ -33,8 +33,11 @@ class EvaluateGatesOperator(PromotionStepOperator):
                       "freeze_override_reason": self.freeze_override_reason.strip()}
         try:
             outcome = evaluate_promotion(self.estate, self.ledger, self.signing_key, self.promotion_id, labels=labels)
-        except PromotionBlocked as exc:
+        except (PromotionBlocked, GatesNotEvaluated) as exc:
             raise AirflowFailException(str(exc)) from None  # a verdict, not a glitch: no retry
+        if outcome.recorded:
+            self.log.info("promotion %s was decided earlier (gates are evaluated once); the recorded outcome "
+                          "stands: %d approval(s) required", self.promotion_id, outcome.approvals_required)
         for v in outcome.verdicts:
             self.log.info("gate %s (%s): %s %s", v.gate_name, v.gate_type, v.verdict, ", ".join(v.reasons))
         return {"approvals_required": outcome.approvals_required}

@@ -12,10 +12,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from stella_operators.estate.models import Estate
-from stella_operators.evidence.recorder import record_evidence
+from stella_operators.evidence.recorder import seal_release_evidence
 from stella_operators.gates.contract import GateVerdict, PromotionContext, Verdict, evaluate_gate
 from stella_operators.gates.registry import build_gate, gate_types
 from stella_operators.gates.upstream import UpstreamGate
+from stella_operators.ledger.decisions import GatesAlreadyDecided, Settlement
 from stella_operators.promotion.state import PromotionStatus as S
 
 
@@ -23,11 +24,16 @@ class PromotionBlocked(RuntimeError):
     """A gate failed: the promotion is rejected; the message is the "why blocked?" explanation."""
 
 
+class GatesNotEvaluated(RuntimeError):
+    """The promotion left `evaluating` without a gate decision (e.g. cancelled): nothing to return."""
+
+
 @dataclass(frozen=True)
 class GateOutcome:
     verdict: str                    # pass | fail
     verdicts: tuple[GateVerdict, ...]
     approvals_required: int
+    recorded: bool = False          # True: the decision taken earlier, returned by a re-run
 
 
 def build_gates(estate: Estate, environment: str) -> list:
@@ -38,9 +44,17 @@ def build_gates(estate: Estate, environment: str) -> list:
 
 def evaluate_promotion(estate: Estate, ledger, key, promotion_id: str, *, labels: dict[str, str] | None = None,
                        now: datetime | None = None) -> GateOutcome:
-    """Evaluate every gate of the promotion's environment; record verdicts, decision and evidence."""
+    """Evaluate every gate of the promotion's environment; record verdicts, decision and evidence.
+
+    Gates are evaluated once, while the promotion is `evaluating`; verdicts, decision, the signed
+    `gate_decision` (and `override`) records and the next status are written in one transaction.
+    A re-run (a cleared or retried gates task) gets the recorded outcome back and changes nothing:
+    the same PromotionBlocked for a refused promotion, the recorded approval count otherwise.
+    """
     now = now or datetime.now(timezone.utc)
     promo = ledger.get_promotion(promotion_id)
+    if promo.status != S.EVALUATING:
+        return recorded_outcome(ledger, promo)
     release = ledger.get_release(promo.release_id)
     env = estate.environment(promo.environment)
     upstream = {u: ledger.was_deployed(promo.app, u, release.id) for u in estate.upstream(env.name)}
@@ -55,7 +69,6 @@ def evaluate_promotion(estate: Estate, ledger, key, promotion_id: str, *, labels
         verdict, inputs = evaluate_gate(gate, ctx)
         verdicts.append(verdict)
         recorded.append((verdict, inputs))
-    ledger.record_gate_verdicts(promotion_id, recorded)
 
     failed = [v for v in verdicts if v.verdict == Verdict.FAIL]
     pending = [v for v in verdicts if v.verdict == Verdict.PENDING]
@@ -71,23 +84,42 @@ def evaluate_promotion(estate: Estate, ledger, key, promotion_id: str, *, labels
         "approvals_required": 0 if failed else required,
         "evaluated_at": now.isoformat(),
     }
-    ledger.set_decision(promotion_id, decision)
-    record_evidence(ledger, key, "gate_decision", release, {
+    sealed = [seal_release_evidence(key, "gate_decision", release, {
         "environment": env.name, "promotion_id": promotion_id, "requested_by": promo.requested_by,
-        "reason": promo.reason, "decision": decision}, promotion_id=promotion_id, now=now)
-    for v in overridden:
-        record_evidence(ledger, key, "override", release, {
-            "environment": env.name, "promotion_id": promotion_id, "gate": v.gate_name,
-            "override_by": v.details.get("override_by"), "reason": v.details.get("reason"),
-            "windows": v.details.get("windows"), "extra_approval_required": True}, promotion_id=promotion_id, now=now)
+        "reason": promo.reason, "decision": decision}, now=now)]
+    sealed += [seal_release_evidence(key, "override", release, {
+        "environment": env.name, "promotion_id": promotion_id, "gate": v.gate_name,
+        "override_by": v.details.get("override_by"), "reason": v.details.get("reason"),
+        "windows": v.details.get("windows"), "extra_approval_required": True}, now=now) for v in overridden]
     if failed:
-        ledger.transition(promotion_id, S.REJECTED, actor="stella", detail={"failed_gates": [v.gate_name for v in failed]})
-        raise PromotionBlocked(explain_verdicts(promotion_id, verdicts))
-    if required:
-        ledger.transition(promotion_id, S.AWAITING_APPROVAL, actor="stella", detail={"approvals_required": required})
+        settle = Settlement(S.REJECTED, "stella", {"failed_gates": [v.gate_name for v in failed]})
+    elif required:
+        settle = Settlement(S.AWAITING_APPROVAL, "stella", {"approvals_required": required})
     else:
-        ledger.transition(promotion_id, S.APPROVED, actor="stella")
+        settle = Settlement(S.APPROVED, "stella")
+    ledger.register_key(key.key_id, key.public_pem())
+    try:
+        ledger.record_gate_decision(promotion_id, recorded, decision, sealed, settle)
+    except GatesAlreadyDecided:  # another attempt of this task decided first: its decision stands
+        return recorded_outcome(ledger, ledger.get_promotion(promotion_id))
+    if failed:
+        raise PromotionBlocked(explain_verdicts(promotion_id, verdicts))
     return GateOutcome("pass", tuple(verdicts), required)
+
+
+def recorded_outcome(ledger, promo) -> GateOutcome:
+    """The gate decision on record for a promotion past `evaluating` (raises as the first run did)."""
+    decision = promo.decision or {}
+    if "verdict" not in decision:
+        raise GatesNotEvaluated(
+            f"promotion {promo.id} is {promo.status} and its gates were never evaluated; gates are evaluated "
+            "once, while a promotion is evaluating. Request a new promotion to evaluate them.")
+    # The decision's own verdicts: the first ones recorded (later checks, e.g. at deploy, may add more).
+    verdicts = tuple(v for v, _ in ledger.gate_verdicts_for(promo.id))[:len(decision.get("gates", []))]
+    if decision["verdict"] == "fail":
+        raise PromotionBlocked(f"(decided {decision.get('evaluated_at')}; gates are evaluated once)\n"
+                               + explain_verdicts(promo.id, verdicts))
+    return GateOutcome("pass", verdicts, int(decision.get("approvals_required", 0)), recorded=True)
 
 
 def explain_verdicts(promotion_id: str, verdicts) -> str:

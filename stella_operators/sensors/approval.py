@@ -30,35 +30,50 @@ class ApprovalSensor(PromotionStepOperator):
         self.poll_interval = poll_interval
 
     def execute(self, context: Any) -> dict[str, Any] | None:
-        from stella_operators.approvals.service import approval_state
+        from stella_operators.approvals.service import approval_state, settle_approval
         from stella_operators.promotion.state import PromotionStatus as S
-        from stella_operators.triggers.ledger_poll import ApprovalTrigger
 
-        promo = self.ledger.get_promotion(self.promotion_id)
-        if promo.status == S.APPROVED:
-            self.log.info("promotion %s needs no approvals", self.promotion_id)
-            return {"status": "approved", "approvers": []}
-        state = approval_state(self.estate, self.ledger, self.promotion_id)
-        if state.status in ("approved", "rejected"):
-            return self.execute_complete(context, {"status": state.status, "approvers": list(state.approvers),
-                                                   "rejected_by": state.rejected_by})
+        # Re-count first: settles a promotion whose approvals are complete (e.g. given before an upgrade).
+        status = settle_approval(self.estate, self.ledger, self.signing_key, self.promotion_id, {"status": "check"})
+        if status != S.AWAITING_APPROVAL:
+            return self._finish(status)
         env = self.estate.environment(self.environment)
         timeout_s = env.approvals.timeout_s if env.approvals else 86400
         deadline = datetime.now(timezone.utc) + timedelta(seconds=timeout_s)
+        state = approval_state(self.estate, self.ledger, self.promotion_id)
         self.log.info("promotion %s waits for %d more approval(s) until %s", self.promotion_id, state.needed,
                       deadline.isoformat())
+        self._wait(deadline)
+
+    def _wait(self, deadline: datetime) -> None:
+        from stella_operators.triggers.ledger_poll import ApprovalTrigger
+
+        left = max(0.0, (deadline - datetime.now(timezone.utc)).total_seconds())
         self.defer(trigger=ApprovalTrigger(self.promotion_id, self.estate_path, deadline.isoformat(),
                                            self.ledger_conn_id, self.poll_interval),
-                   method_name="execute_complete", timeout=timedelta(seconds=timeout_s + 300))
+                   method_name="execute_complete", timeout=timedelta(seconds=left + 300))
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         from stella_operators.approvals.service import settle_approval
         from stella_operators.promotion.state import PromotionStatus as S
 
-        status = settle_approval(self.ledger, self.promotion_id, event)
+        # The event is a hint; the ledger's tally decides (and a timeout fails closed, with evidence).
+        status = settle_approval(self.estate, self.ledger, self.signing_key, self.promotion_id, event)
+        if status == S.AWAITING_APPROVAL and event.get("deadline"):
+            self.log.warning("trigger said %s, but promotion %s still awaits approval; waiting on",
+                             event.get("status"), self.promotion_id)
+            self._wait(datetime.fromisoformat(event["deadline"]))
+        return self._finish(status)
+
+    def _finish(self, status) -> dict[str, Any]:
+        from stella_operators.approvals.service import approval_state
+        from stella_operators.promotion.state import PromotionStatus as S
+
+        state = approval_state(self.estate, self.ledger, self.promotion_id)
         if status == S.APPROVED:
-            self.log.info("approved by %s", ", ".join(event.get("approvers", [])))
-            return event
+            self.log.info("approved by %s", ", ".join(state.approvers) or "nobody (none needed)")
+            return {"status": "approved", "approvers": list(state.approvers)}
         if status == S.REJECTED:
-            raise AirflowFailException(f"promotion {self.promotion_id} rejected by {event.get('rejected_by')}")
-        raise AirflowFailException(f"promotion {self.promotion_id} failed closed: {event}")
+            raise AirflowFailException(f"promotion {self.promotion_id} rejected by {state.rejected_by}")
+        raise AirflowFailException(f"promotion {self.promotion_id} is {status}, not approved: failed closed "
+                                   f"({len(state.approvers)} approval(s), {state.needed} more were needed)")

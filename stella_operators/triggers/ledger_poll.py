@@ -62,10 +62,14 @@ class _LedgerPollTrigger(BaseTrigger):
 
 
 class ApprovalTrigger(_LedgerPollTrigger):
-    """Fires when a promotion's approvals settle: approved, rejected, or the deadline passed.
+    """Fires when the promotion stops awaiting approval, or when the deadline passed.
+
+    It only observes the promotion's status: the approval call that completes the quorum (or
+    records a counted rejection) settles the promotion itself, in the same ledger transaction, and
+    the sensor re-counts from the ledger when it resumes. The event is a hint, never the decision.
 
     :param promotion_id: the promotion waiting for approvals.
-    :param estate_path: estate file (the requirement lives there).
+    :param estate_path: estate file (kept so triggers deferred by earlier versions rebuild).
     :param deadline: ISO time after which the wait fails closed (never auto-approves).
     """
 
@@ -75,14 +79,13 @@ class ApprovalTrigger(_LedgerPollTrigger):
                          ledger_conn_id=ledger_conn_id, poll_interval=poll_interval)
 
     def _check(self) -> dict[str, Any] | None:
-        from stella_operators.approvals.service import approval_state
-        from stella_operators.estate.loader import cached_estate
+        from stella_operators.promotion.state import PromotionStatus
 
-        state = approval_state(cached_estate(self.estate_path), _ledger(self.ledger_conn_id), self.promotion_id)
-        if state.status in ("approved", "rejected"):
-            return {"status": state.status, "approvers": list(state.approvers), "rejected_by": state.rejected_by}
+        status = _ledger(self.ledger_conn_id).get_promotion(self.promotion_id).status
+        if status != PromotionStatus.AWAITING_APPROVAL:
+            return {"status": str(status), "deadline": self.deadline}
         if self._past_deadline():
-            return {"status": "timeout", "approvers": list(state.approvers), "needed": state.needed}
+            return {"status": "timeout", "deadline": self.deadline}
         return None
 
 

@@ -164,11 +164,15 @@ def test_two_approvals_with_separation_of_duties_then_deploy(stack, estate_lab):
 
     r = approve(stack, "carol", promo.id, content_hash=ledger(stack).get_release(promo.release_id).content_hash)
     assert r.status_code == 201
+    # The approval completing the quorum settled the promotion in the same transaction, and says so.
+    assert r.json()["promotion_status"] == "approved" and r.json()["approvals"]["status"] == "approved"
+    r = approve(stack, "dave", promo.id)                # after it settled: refused, recorded, told why
+    assert r.status_code == 409 and r.json()["refusal"] == "approval.closed" and r.json()["counted"] is False
     assert wait_run(stack, "stella_promote__kiosk__stage", run) == "success"
     attempts = [(a.approver, a.counted, a.refusal) for a in ledger(stack).approvals_for(promo.id)]
     assert attempts == [("alice", False, "approval.requester_cannot_approve"), ("bob", True, None),
                         ("bob", False, "approval.duplicate"), ("carol", False, "approval.bound_to_other_release"),
-                        ("carol", True, None)]
+                        ("carol", True, None), ("dave", False, "approval.closed")]
     for target in ("stage-1", "stage-2"):
         client = docker.APIClient(base_url=estate_lab.hosts[target].engine_url, version="auto")
         [c] = client.containers(filters={"label": "stella.app=kiosk"})
@@ -189,6 +193,9 @@ def test_rejection_ends_the_run_as_rejected(stack):
     assert wait_run(stack, "stella_promote__kiosk__stage", run) == "failed"
     assert ledger(stack).get_promotion(promo.id).status == "rejected"
     assert ti_state(stack, "stella_promote__kiosk__stage", run, "deploy") == "upstream_failed"
+    r = approve(stack, "bob", promo.id)                 # too late: the rejection settled it
+    assert r.status_code == 409 and r.json()["refusal"] == "approval.closed"
+    assert r.json()["promotion_status"] == "rejected" and "not awaiting approval" in r.json()["detail"]
 
 
 def test_approval_timeout_fails_closed(stack):
@@ -198,6 +205,10 @@ def test_approval_timeout_fails_closed(stack):
     assert ledger(stack).get_promotion(promo.id).status == "failed"
     why = call(stack, "GET", f"/stella/api/v1/promotions/{promo.id}", "erin").json()["why"]
     assert why["ended"]["detail"]["reason"] == "approval.timeout"
+    # The timeout is a decision too: signed, naming who had approved and how many were missing.
+    [record] = [e for e in ledger(stack).evidence_for(promotion_id=promo.id) if e.type == "approval"]
+    assert record.content["decision"] == "timeout" and record.content["needed"] == 1
+    assert why["ended"]["detail"]["evidence_id"] == record.id
     assert ti_state(stack, "stella_promote__kiosk__prod", run, "deploy") == "upstream_failed"
 
 
