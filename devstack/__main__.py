@@ -1,7 +1,8 @@
 """`python -m devstack up|down`: the demo estate's peers (registry, 4 Docker hosts, demo images).
 
 `up` leaves the servers running in the background and writes STATE/env with the Airflow
-Connection variables that reach them; `down` stops them by pid and removes the network.
+Connection variables that reach them, and with the evidence signing key and its trust root
+(a key pair kept under STATE, reused by later runs); `down` stops them by pid and removes the network.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 from devstack.estate_lab import EstateLab
+from devstack.keys import evidence_key_env
 
 DEMO_VERSIONS = [("1.0.0", True), ("1.1.0", True), ("2.0.0-broken", False)]
 
@@ -22,13 +24,15 @@ def up(state: Path) -> int:
     down(state, quiet=True)
     lab = EstateLab(state / "lab").start()
     digests = {tag: lab.push_web(tag, healthy=ok) for tag, ok in DEMO_VERSIONS}
-    env_lines = [f"export {k}={shlex.quote(v)}" for k, v in lab.connection_env().items()]
+    env = {**lab.connection_env(), **evidence_key_env(state)}
+    env_lines = [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
     (state / "env").write_text("\n".join(env_lines) + "\n")
     print(f"registry   {lab.registry.url} (repository {lab.repository})")
     for name, host in lab.hosts.items():
         print(f"host       {name:8} {host.engine_url}")
     for tag, digest in digests.items():
         print(f"image      {lab.repository}:{tag} = {digest}")
+    print(f"evidence   signed with {state / 'keys'}, verified against {env['STELLA_TRUST_DIR']}")
     return 0
 
 

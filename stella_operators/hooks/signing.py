@@ -7,7 +7,9 @@ import logging
 from airflow.sdk import BaseHook
 
 from stella_operators import settings
+from stella_operators.evidence.trust import TrustStoreError
 from stella_operators.hooks.connections import connection_or_none
+from stella_operators.hooks.trust import TrustStoreHook
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,11 @@ class SigningKeyHook(BaseHook):
         self.signing_key_conn_id = signing_key_conn_id or settings.signing_key_conn_id()
 
     def get_conn(self):
+        key = self._load()
+        warn_if_untrusted(key)
+        return key
+
+    def _load(self):
         from stella_operators.evidence.keys import SigningKey, load_or_create_dev_key
 
         conn = connection_or_none(self.signing_key_conn_id)
@@ -44,3 +51,17 @@ class SigningKeyHook(BaseHook):
         if not conn.password:
             raise ValueError(f"connection {self.signing_key_conn_id!r} has no password (PEM key) and no key_file")
         return SigningKey.from_pem(conn.password.encode())
+
+
+def warn_if_untrusted(key) -> None:
+    """Say so when evidence is about to be signed with a key that verification will not trust: it
+    would be stored, but `stella evidence verify` would report every such record untrusted."""
+    try:
+        store = TrustStoreHook().get_conn()
+    except TrustStoreError as exc:
+        log.warning("evidence signed with %s cannot be verified until a trust store holds its public key: %s",
+                    key.key_id, exc)
+        return
+    if key.key_id not in store:
+        log.warning("evidence signed with %s will not verify: that key is not in the trust store (%s); add its "
+                    "public key (`stella evidence public-key`) or sign with a trusted key", key.key_id, store.source)

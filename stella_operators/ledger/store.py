@@ -327,8 +327,9 @@ class Ledger(LedgerDecisions, LedgerLocks):
 
     def append_evidence(self, record: EvidenceRecord, promotion_id: str | None = None,
                         release_id: str | None = None, *, actor: str = "system") -> EvidenceRecord:
-        """Store sealed evidence after verifying it against the ledger's registered keys.
-        Storing the same evidence (same id) again changes nothing."""
+        """Store sealed evidence after checking it against the ledger's registered keys (a sanity check
+        that it is well-formed and signed by the key it names, not a statement of trust: see
+        `registered_keys`). Storing the same evidence (same id) again changes nothing."""
         with self._write() as conn:
             self._append_evidence_in(conn, record, promotion_id, release_id, actor)
         return record
@@ -336,7 +337,7 @@ class Ledger(LedgerDecisions, LedgerLocks):
     def _append_evidence_in(self, conn, record: EvidenceRecord, promotion_id: str | None, release_id: str | None,
                             actor: str) -> None:
         """`append_evidence` inside the caller's transaction (e.g. with the approval it seals)."""
-        check = verify_evidence(record, self._trusted(conn))
+        check = verify_evidence(record, self._registered(conn))
         if not check.ok:
             raise LedgerError(f"evidence {record.id} refused: {check.reason}")
         if conn.execute(sa.select(evidence.c.id).where(evidence.c.id == record.id)).one_or_none() is not None:
@@ -371,7 +372,8 @@ class Ledger(LedgerDecisions, LedgerLocks):
             return [records.evidence_from_row(r) for r in conn.execute(query)]
 
     def register_key(self, key_id: str, public_pem: bytes | str, *, actor: str = "system") -> str:
-        """Register a public key for verification. Idempotent; a key id can never be re-pointed."""
+        """Register the public key of a signing key, so that its records can be stored. Idempotent; a key
+        id can never be re-pointed. Registering a key does not make it trusted (see `registered_keys`)."""
         pem = public_pem.decode("ascii") if isinstance(public_pem, bytes) else public_pem
         actual = key_id_for(load_public_pem(pem))
         if actual != key_id:
@@ -386,15 +388,18 @@ class Ledger(LedgerDecisions, LedgerLocks):
             append_audit(conn, actor, "key.register", f"key:{key_id}", {"key_id": key_id}, now)
         return key_id
 
-    def _trusted(self, conn) -> TrustedKeys:
-        trusted = TrustedKeys()
+    def _registered(self, conn) -> TrustedKeys:
+        registered = TrustedKeys()
         for row in conn.execute(sa.select(signing_keys)):
-            trusted.add(row.public_pem, key_id=row.key_id)
-        return trusted
+            registered.add(row.public_pem, key_id=row.key_id)
+        return registered
 
-    def trusted_keys(self) -> TrustedKeys:
+    def registered_keys(self) -> TrustedKeys:
+        """Every key that ever signed a stored record. NOT a trust root: any key registers itself on
+        first use, so verification trusts only a configured trust store (evidence/trust.py); these
+        are used only by `stella evidence verify --trust-ledger-keys`, with a warning."""
         with self._read() as conn:
-            return self._trusted(conn)
+            return self._registered(conn)
 
     # -- audit ----------------------------------------------------------------------------------
 

@@ -108,7 +108,23 @@ def config(compose: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory) -
 
 def test_required_secrets_are_the_expected_ones() -> None:
     assert set(REQUIRED) == {"AIRFLOW_DB_PASSWORD", "LEDGER_DB_PASSWORD", "AIRFLOW_FERNET_KEY",
-                             "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY", "AIRFLOW_ADMIN_PASSWORD"}
+                             "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY", "AIRFLOW_ADMIN_PASSWORD",
+                             "STELLA_SIGNING_KEY_FILE", "STELLA_TRUST_HOST_DIR"}
+
+
+def test_evidence_signing_key_and_trust_root(config: dict) -> None:
+    """Every Airflow service signs with the key from the compose secret and trusts only the mounted folder."""
+    assert config["secrets"]["stella_signing_key"]["file"].endswith(SECRETS["STELLA_SIGNING_KEY_FILE"])
+    for name in AIRFLOW_SERVICES:
+        service = config["services"][name]
+        env = service["environment"]
+        conn = json.loads(env["AIRFLOW_CONN_STELLA_SIGNING_KEY"])
+        assert conn["extra"]["key_file"] == "/run/secrets/stella_signing_key", name
+        assert [s["source"] for s in service["secrets"]] == ["stella_signing_key"], name
+        assert env["STELLA_TRUST_DIR"] == "/opt/airflow/trust", name
+        [mount] = [v for v in service["volumes"] if v["target"] == "/opt/airflow/trust"]
+        assert mount["type"] == "bind" and mount["read_only"] is True, name
+        assert mount["source"].endswith(SECRETS["STELLA_TRUST_HOST_DIR"]), name
 
 
 def test_config_quiet_accepts_the_file(compose: tuple[str, ...], tmp_path: Path) -> None:

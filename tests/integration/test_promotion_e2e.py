@@ -9,6 +9,7 @@ deliberately unhealthy release is rolled back with the previous release still ru
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import docker
 import pytest
+
+from devstack.keys import evidence_key_env
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.root
@@ -30,7 +33,9 @@ def estate(estate_lab, tmp_path_factory, airflow_db):
     path.write_text(estate_lab.estate_yaml(health_timeout_s=15))
     mp = pytest.MonkeyPatch()
     mp.setenv("STELLA_ESTATE", str(path))
-    for k, v in estate_lab.connection_env().items():
+    # Evidence is signed with a key of the stack's own; its public key is the only trust root.
+    keys = evidence_key_env(tmp_path_factory.mktemp("evidence"))
+    for k, v in {**estate_lab.connection_env(), **keys}.items():
         mp.setenv(k, v)
     yield {"path": path, "lab": estate_lab, "digests": {"1.0.0": d1, "1.1.0": d2, "broken": d_bad}}
     mp.undo()
@@ -109,9 +114,9 @@ def stella_cli(*args):
     return subprocess.run([sys.executable, "-m", "stella_operators.cli.main", *args], capture_output=True, text=True)
 
 
-def verify_cli(*args):
+def verify_cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "stella_operators.cli.main", "evidence", "verify", *args],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
 
 
 def test_release_promote_roll_forward_and_roll_back(estate, dagbag, ledger, tmp_path):
@@ -158,6 +163,12 @@ def test_release_promote_roll_forward_and_roll_back(estate, dagbag, ledger, tmp_
     tampered.write_text(json.dumps(doc))
     out = verify_cli(str(tampered))
     assert out.returncode == 1 and "INVALID" in out.stdout, out.stdout + out.stderr
+    # Without a trust store nothing verifies, and the error says how to configure one.
+    out = subprocess.run([sys.executable, "-m", "stella_operators.cli.main", "evidence", "verify", records[0].id],
+                         capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                              if k != "STELLA_TRUST_DIR"})
+    assert out.returncode == 2 and out.stdout == "", out.stdout
+    assert "no trust store configured" in out.stderr and "STELLA_TRUST_DIR" in out.stderr, out.stderr
 
     # 4. Re-running the same promotion changes nothing (same container ids).
     before = {t: [c["Id"] for c in app_containers(engine(lab, t))] for t in dev}
@@ -205,3 +216,36 @@ def test_cli_release_create_resolves_through_the_real_registry(estate, ledger):
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "0.0.0-missing" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert ledger.find_release("shop", "shop-cli-missing") is None
+
+
+def test_a_self_registered_key_cannot_forge_an_approval(estate, ledger, tmp_path):
+    """Issue 6 item 8: one's own key as the signing key Connection, one CLI call registers it in the
+    ledger, and a forged approval signed with it is stored; verification must still refuse it."""
+    from datetime import datetime, timezone
+
+    from stella_operators.evidence import SigningKey
+    from stella_operators.evidence.recorder import record_evidence
+
+    mallory = SigningKey.generate()
+    own = {**os.environ, "AIRFLOW_CONN_STELLA_SIGNING_KEY": json.dumps(
+        {"conn_type": "generic", "password": mallory.to_pem().decode()})}
+    out = subprocess.run([sys.executable, "-m", "stella_operators.cli.main", "release", "create", "--app", "shop",
+                          "--estate", str(estate["path"]), "--name", "shop-mallory", "web=1.0.0"],
+                         capture_output=True, text=True, env=own)
+    assert out.returncode == 0, out.stderr
+    assert mallory.key_id in ledger.registered_keys()  # the ledger registered it: that must not mean trust
+    release = ledger.find_release("shop", "shop-mallory")
+    [sealed_by_mallory] = ledger.evidence_for(release_id=release.id)
+    forged = record_evidence(ledger, mallory, "approval", release,
+                             {"approver": "bob", "decision": "approve", "environment": "stage"},
+                             now=datetime.now(timezone.utc))
+    out = verify_cli(forged.id, sealed_by_mallory.id, env=own)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stdout.count(f"untrusted key {mallory.key_id}: not in the trust store") == 2, out.stdout
+    # ...while evidence signed with the configured key still verifies against the trust store.
+    out = stella_cli("release", "create", "--estate", str(estate["path"]), "--app", "shop", "--name", "shop-genuine",
+                     "web=1.0.0")
+    assert out.returncode == 0, out.stderr
+    [genuine] = ledger.evidence_for(release_id=ledger.find_release("shop", "shop-genuine").id)
+    out = verify_cli(genuine.id)
+    assert out.returncode == 0 and f"ok: {genuine.id} (key " in out.stdout, out.stdout + out.stderr

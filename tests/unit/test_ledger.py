@@ -296,7 +296,7 @@ class LedgerBehaviour:
         stored = ledger.get_evidence(record.id)
         assert stored == record and stored.to_file_json() == record.to_file_json()
         assert ledger.evidence_for(promotion_id=promotion.id) == [record]
-        assert ledger.trusted_keys().key_ids() == [key.key_id]
+        assert ledger.registered_keys().key_ids() == [key.key_id]
 
         stranger = seal_evidence("approval", subjects, {"approver": "bob"}, SigningKey.generate(), T0)
         with pytest.raises(LedgerError, match="unknown key id"):

@@ -19,8 +19,11 @@ config. `decide` is pure over that record:
 
 * fail closed: a candidate digest without a report -> `security.report_missing`; a report that
   cannot be read or parsed -> `security.report_unreadable`; a report that names another image
-  -> `security.report_digest_mismatch`; a configured KEV/EPSS file that cannot be read ->
-  `security.enrichment_unreadable`.
+  -> `security.report_digest_mismatch`; a report that names no image digest, or is not a
+  completed vulnerability scan (Trivy without `Results` or without a package result, Grype of
+  a directory, CycloneDX without a `vulnerabilities` section) -> `security.report_incomplete`
+  (such a document says nothing about this image, so it never counts as clean); a configured
+  KEV/EPSS file that cannot be read -> `security.enrichment_unreadable`.
 * per component (digest), after deduplicating the same vulnerability + package across reports:
   VEX-suppressed findings never count; findings marked not reachable do not count when
   `reachable_only` (unknown reachability counts). Then `security.critical_over_max`,
@@ -60,6 +63,7 @@ from stella_operators.release.model import Release
 R_MISSING = "security.report_missing"
 R_UNREADABLE = "security.report_unreadable"
 R_MISMATCH = "security.report_digest_mismatch"
+R_INCOMPLETE = "security.report_incomplete"
 R_ENRICHMENT = "security.enrichment_unreadable"
 R_CRITICAL = "security.critical_over_max"
 R_HIGH = "security.high_over_max"
@@ -69,6 +73,12 @@ R_EPSS = "security.epss_over_threshold"
 R_NEW_CRITICAL = "security.new_critical"
 
 MAX_IDS_IN_MESSAGE = 5
+# Where each format names the scanned image's digest (said when a report names none).
+_DIGEST_FIELDS = {
+    "trivy": "Trivy reads it from the registry into Metadata.RepoDigests: scan REPO@sha256:..., not a local tag",
+    "grype": "Grype writes it to source.target.manifestDigest / repoDigests: scan REPO@sha256:...",
+    "cyclonedx": "CycloneDX names it in metadata.component (purl pkg:oci/...@sha256:... or a RepoDigest property)",
+}
 _LIMITS = ((Severity.CRITICAL, "max_critical", R_CRITICAL), (Severity.HIGH, "max_high", R_HIGH),
            (Severity.MEDIUM, "max_medium", R_MEDIUM))
 
@@ -220,13 +230,26 @@ class SecurityGate:
             return [r for r in component["reports"]
                     if r.get("image_digests") and component["digest"] not in r["image_digests"]]
 
+        def incomplete(component: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+            """(report, why) for reports that are not a completed scan naming this digest."""
+            out = []
+            for r in component["reports"]:
+                if r.get("image_digests") and component["digest"] not in r["image_digests"]:
+                    continue  # a scan of another image: mismatched
+                if r.get("incomplete"):
+                    out.append((r, r["incomplete"]))
+                elif not r.get("image_digests"):
+                    hint = _DIGEST_FIELDS.get(r.get("format", ""), "")
+                    out.append((r, "it names no image digest" + (f" ({hint})" if hint else "")))
+            return out
+
         # Baseline for the new-critical delta: everything present in the deployed release.
         previous = inputs.get("previous")
         baseline: set[tuple[str, str]] = set()
         baseline_gaps: list[str] = []
         if previous is not None:
             for pc in previous["components"]:
-                if pc["status"] != "ok" or mismatched(pc):
+                if pc["status"] != "ok" or mismatched(pc) or incomplete(pc):
                     baseline_gaps.append(pc["component"])
                     continue
                 baseline.update(f.key for f in findings_of(pc))
@@ -253,14 +276,20 @@ class SecurityGate:
                 remedies.setdefault(R_UNREADABLE, "replace the unreadable report with a complete Trivy JSON, Grype "
                                                   "JSON or CycloneDX JSON report for the digest")
                 continue
-            wrong = mismatched(comp)
-            if wrong:
-                cdet["status"] = "digest_mismatch"
-                for r in wrong:
-                    issues.append((R_MISMATCH, f"{tag}: report {r['name']} is for "
-                                               f"{', '.join(_short(d) for d in r['image_digests'])}, not this digest"))
+            wrong, partial = mismatched(comp), incomplete(comp)
+            for r in wrong:
+                issues.append((R_MISMATCH, f"{tag}: report {r['name']} is for "
+                                           f"{', '.join(_short(d) for d in r['image_digests'])}, not this digest"))
                 remedies.setdefault(R_MISMATCH, f"rescan the image by its digest ({digest}) and file the report "
                                                 "under that digest; remove the misfiled report")
+            for r, why in partial:
+                issues.append((R_INCOMPLETE, f"{tag}: report {r['name']} is not a completed scan of this image: {why}"))
+                remedies.setdefault(R_INCOMPLETE, f"publish a complete scan of the image by its digest ({digest}), "
+                                                  "one that names the digest and carries the scan's results "
+                                                  "(Trivy Results, a CycloneDX vulnerabilities section), and remove "
+                                                  "the incomplete report")
+            if wrong or partial:
+                cdet["status"] = "digest_mismatch" if wrong else "incomplete"
                 continue
 
             findings = enrich(findings_of(comp), kev=kev_ids, epss=epss_scores)
@@ -317,7 +346,8 @@ class SecurityGate:
 
     @staticmethod
     def _remedy(reasons: tuple[str, ...], remedies: dict[str, str], fixes: dict[str, str]) -> str:
-        parts = [remedies[r] for r in (R_MISSING, R_UNREADABLE, R_MISMATCH, R_ENRICHMENT) if r in reasons]
+        parts = [remedies[r] for r in (R_MISSING, R_UNREADABLE, R_MISMATCH, R_INCOMPLETE, R_ENRICHMENT)
+                 if r in reasons]
         finding_reasons = [r for r in reasons if r in (R_CRITICAL, R_HIGH, R_MEDIUM, R_KEV, R_EPSS, R_NEW_CRITICAL)]
         if finding_reasons:
             upgrade = ", ".join(f"{p} to {v}" for p, v in sorted(fixes.items())[:MAX_IDS_IN_MESSAGE])

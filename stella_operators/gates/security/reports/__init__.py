@@ -18,6 +18,11 @@ Input formats are detected from the document itself (`parse_report`):
   `<namespace>:reachable` (any namespace, e.g. `stella:kev`) carry KEV, EPSS and reachability
   added by an enrichment step.
 
+Completeness (`ScanReport.incomplete`, a reason or None): a Trivy report without `Results`, or
+whose results hold no package (os-pkgs / lang-pkgs) result, a Grype report of anything but an
+image, and a CycloneDX document without a `vulnerabilities` section (an SBOM) or with neither
+components nor vulnerabilities are not completed vulnerability scans; the gate refuses them.
+
 Suppression honours VEX only: CycloneDX `not_affected`, `false_positive`, `resolved`
 (`resolved_with_pedigree`); Trivy/Grype VEX-suppressed findings likewise. Scanner ignore files
 (`.trivyignore`, Grype ignore rules that are not VEX) do not suppress: such findings still count.

@@ -131,9 +131,16 @@ def _parse_cyclonedx(doc: dict[str, Any]) -> ScanReport:
                     item["fixed_version"] = ", ".join(fixed) or None
             findings.append(Finding(**item))
 
+    incomplete = None
+    if "vulnerabilities" not in doc:  # an SBOM is an inventory: it says nothing about vulnerabilities
+        incomplete = ("no vulnerabilities section: an SBOM, not a vulnerability scan (emit one with e.g. "
+                      "trivy image -f cyclonedx --scanners vuln, or grype -o cyclonedx-json)")
+    elif not _arr(doc.get("components"), "components") and not findings:
+        incomplete = "lists neither components nor vulnerabilities: nothing was scanned"
     scanner = tool.get("name") if isinstance(tool.get("name"), str) else "cyclonedx"
     return ScanReport(format="cyclonedx", scanner=scanner,
                       scanner_version=tool.get("version") if isinstance(tool.get("version"), str) else None,
                       artifact=subject.get("name") if isinstance(subject.get("name"), str) else None,
                       image_digests=digests, image_id=image_id,
-                      created_at=_text(meta.get("timestamp"), "metadata.timestamp"), findings=tuple(findings))
+                      created_at=_text(meta.get("timestamp"), "metadata.timestamp"), findings=tuple(findings),
+                      incomplete=incomplete)

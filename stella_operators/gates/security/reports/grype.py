@@ -56,6 +56,8 @@ def _parse_grype(doc: dict[str, Any]) -> ScanReport:
         artifact = _text(target.get("userInput"), "source.target.userInput")
     elif isinstance(target, str):
         artifact = target
+    stype = _text(source.get("type"), "source.type")
+    incomplete = f"scanned a {stype}, not a container image" if stype not in (None, "image") else None
     findings = [_grype_finding(m, f"matches[{i}]") for i, m in enumerate(_arr(doc.get("matches"), "matches"))]
     for i, m in enumerate(_arr(doc.get("ignoredMatches"), "ignoredMatches")):
         where = f"ignoredMatches[{i}]"
@@ -70,4 +72,5 @@ def _parse_grype(doc: dict[str, Any]) -> ScanReport:
     return ScanReport(format="grype", scanner=_text(desc.get("name"), "descriptor.name") or "grype",
                       scanner_version=_text(desc.get("version"), "descriptor.version"), artifact=artifact,
                       image_digests=digests, image_id=image_id,
-                      created_at=_text(desc.get("timestamp"), "descriptor.timestamp"), findings=tuple(findings))
+                      created_at=_text(desc.get("timestamp"), "descriptor.timestamp"), findings=tuple(findings),
+                      incomplete=incomplete)

@@ -114,6 +114,10 @@ class ScanReport(BaseModel):
     image_id: str | None = None          # config digest, when the tool gives it
     created_at: str | None = None
     findings: tuple[Finding, ...] = ()
+    # Why the document is not a completed vulnerability scan (no Trivy `Results`, no CycloneDX
+    # `vulnerabilities` section, ...), or None. Such a report says nothing about the image's
+    # vulnerabilities, so the gate must not count it as clean.
+    incomplete: str | None = None
 
     @property
     def image_digest(self) -> str | None:

@@ -17,6 +17,9 @@ from stella_operators.gates.security.reports._read import (
 )
 from stella_operators.gates.security.reports.model import Finding, ScanReport
 
+# Result classes of a vulnerability scan (secret, config and license results say nothing about CVEs).
+PACKAGE_CLASSES = ("os-pkgs", "lang-pkgs")
+
 
 def _trivy_finding(v: Any, where: str) -> Finding:
     v = _obj(v, where)
@@ -41,9 +44,12 @@ def _parse_trivy(doc: dict[str, Any]) -> ScanReport:
     digests = _unique([*(_digest_of_ref(r) for r in _arr(meta.get("RepoDigests"), "Metadata.RepoDigests")),
                        _digest_of_ref(artifact)])
     findings: list[Finding] = []
-    for i, result in enumerate(_arr(doc.get("Results"), "Results")):
+    results = _arr(doc.get("Results"), "Results")
+    scanned_packages = False
+    for i, result in enumerate(results):
         where = f"Results[{i}]"
         result = _obj(result, where)
+        scanned_packages |= result.get("Class") in PACKAGE_CLASSES or "Vulnerabilities" in result
         for j, v in enumerate(_arr(result.get("Vulnerabilities"), f"{where}.Vulnerabilities")):
             findings.append(_trivy_finding(v, f"{where}.Vulnerabilities[{j}]"))
         for key in ("ExperimentalModifiedFindings", "ModifiedFindings"):
@@ -57,8 +63,15 @@ def _parse_trivy(doc: dict[str, Any]) -> ScanReport:
                     source = f"trivy VEX ({m['Source']})" if m.get("Source") else "trivy VEX"
                     f = f.model_copy(update=_vex_statement(status, m.get("Statement") or None, source))
                 findings.append(f)
+    incomplete = None
+    if not results:  # Trivy lists every target it looked at, with or without vulnerabilities
+        incomplete = "no Results: the scan did not complete, or found nothing to scan"
+    elif not scanned_packages:
+        incomplete = ("no package (os-pkgs / lang-pkgs) result: the vulnerability scanner did not run "
+                      "(trivy image --scanners vuln)")
     version = _obj(doc.get("Trivy"), "Trivy").get("Version")
     return ScanReport(format="trivy", scanner="trivy", scanner_version=version if isinstance(version, str) else None,
                       artifact=artifact, image_digests=digests,
                       image_id=_text(meta.get("ImageID"), "Metadata.ImageID"),
-                      created_at=_text(doc.get("CreatedAt"), "CreatedAt"), findings=tuple(findings))
+                      created_at=_text(doc.get("CreatedAt"), "CreatedAt"), findings=tuple(findings),
+                      incomplete=incomplete)
