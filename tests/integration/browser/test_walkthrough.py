@@ -170,3 +170,31 @@ def test_evidence_opens_as_a_readable_verified_page(people):
     body = frame.locator("body").inner_text()
     assert "Evidence: approval" in body and "bob" in body and "raw signed JSON" in body
     admin.shot("evidence-readable")
+
+
+def _has_abort_route() -> bool:
+    from stella_operators.api.app import app
+
+    return any(getattr(r, "path", "") == "/api/v1/promotions/{promotion_id}/abort" for r in app.routes)
+
+
+@pytest.mark.skipif(not _has_abort_route(), reason="POST /stella/api/v1/promotions/{id}/abort is not in this "
+                                                   "build yet (another change adds it); the page's button is")
+def test_abort_from_the_approvals_page(people, ui_stack):
+    admin = people("admin")
+    trigger_through_form(admin, DEV_DAG, {"release": "shop-1.0.0", "reason": "third try"}, "promote-to-abort")
+    pid = wait_until(lambda: [p["id"] for p in api(ui_stack, "/stella/api/v1/ui/approvals")["promotions"]], 120,
+                     "the promotion to wait")[0]
+    frame = open_stella_view(admin, "Stella approvals")
+    row = card(frame, pid)
+    row.get_by_role("button", name="Abort").click()           # no reason given
+    row.locator(".msg.err").wait_for()
+    assert row.locator(".msg").inner_text().startswith("Give a reason to abort")
+    row = card(open_stella_view(admin, "Stella approvals"), pid)
+    row.locator("input[placeholder^='why abort']").fill("wrong release")
+    row.get_by_role("button", name="Abort").click()
+    row.locator(".msg.ok").wait_for()
+    assert row.locator(".msg").inner_text() == "You aborted this promotion."
+    frame.locator(f"section#p-{pid}.settled").wait_for(timeout=90_000)
+    assert row.locator("button").count() == 0
+    admin.shot("approvals-aborted")
