@@ -132,21 +132,41 @@ class AirflowStack:
         except OSError:
             return ""
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 15) -> None:
+        """Stop every component's whole process group (workers, serve-logs, the triggerer's
+        child), also when the component itself already exited and left its children behind."""
         for proc in self.procs.values():
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + 15
+            try:  # the group, even when its leader is gone: its children still hold ports 8793/8794
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace_s
         for proc in self.procs.values():
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(timeout=5)
+                pass
+        for proc in self.procs.values():
+            while _group_alive(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=5)
+            gone = time.monotonic() + 5
+            while _group_alive(proc.pid) and time.monotonic() < gone:
+                time.sleep(0.05)
         self.procs = {}
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs (zombies waiting for PID 1 to reap them do not)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False

@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-/opt/stella-venv}
 APT_PACKAGES=(docker.io docker-registry umoci skopeo busybox-static iproute2 iptables postgresql
-              openssh-server openssh-client procps)
+              openssh-server openssh-client procps
+              # browser tests: Debian's chromium, driven by Playwright (its own browser download cannot work here)
+              chromium fonts-dejavu-core)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

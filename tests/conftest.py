@@ -21,6 +21,7 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
 os.environ.setdefault("STELLA_HOME", os.path.join(os.environ["AIRFLOW_HOME"], "stella"))
 
 pytest_plugins = [
+    "tests.fixtures.leak_guard",   # first: marks every process the suite starts, checks nothing is left
     "tests.fixtures.registry_peer",
     "tests.fixtures.docker_peer",
     "tests.fixtures.postgres_peer",

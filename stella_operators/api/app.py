@@ -11,7 +11,9 @@ from fastapi import FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
+from stella_operators.api.evidence_page import render_evidence_page
 from stella_operators.api.ui import APPROVALS_PAGE, RELEASES_PAGE
+from stella_operators.api.views import approval_card, board, evidence_view, why_sentences
 
 app = FastAPI(title="stella-operators", version="1", description="Releases, promotions, approvals, evidence.")
 
@@ -140,29 +142,9 @@ def get_evidence(evidence_id: str, user: GetUserDep) -> JSONResponse:
 
 @app.get("/api/v1/board")
 def release_board(user: GetUserDep, limit: int = Query(30, ge=1, le=500)) -> dict[str, Any]:
-    """Environments x apps with the deployed release and digests, plus the promotion timeline."""
-    ledger, estate = _ledger(), _estate()
-    envs = [e.name for e in estate.environments]
-    cells: dict[str, dict[str, Any]] = {}
-    for a in estate.apps:
-        cells[a.name] = {}
-        for e in estate.app_environments(a.name):
-            rel = ledger.deployed_release(a.name, e.name)
-            cells[a.name][e.name] = None if rel is None else {
-                "release_id": rel.id, "name": rel.name, "content_hash": rel.content_hash,
-                "components": [{"name": c.name, "ref": c.ref, "tag": c.tag} for c in rel.components]}
-    timeline = []
-    for p in ledger.recent_promotions(limit):
-        rel = ledger.get_release(p.release_id)
-        evidence = [{"id": ev.id, "type": str(ev.type)} for ev in ledger.evidence_for(promotion_id=p.id)]
-        timeline.append({"id": p.id, "app": p.app, "environment": p.environment, "status": str(p.status),
-                         "release": rel.name, "requested_by": p.requested_by, "reason": p.reason,
-                         "requested_at": p.requested_at.isoformat(), "evidence": evidence,
-                         "gates": [{"name": v.gate_name, "verdict": str(v.verdict), "reasons": list(v.reasons)}
-                                   for v, _ in ledger.gate_verdicts_for(p.id)]})
-    pending = len(ledger.promotions_with_status("awaiting_approval"))
-    return {"environments": envs, "apps": list(cells), "deployed": cells, "timeline": timeline,
-            "pending_approvals": pending}
+    """Environments x apps with the verified release, each target's own state (an environment whose
+    hosts disagree is `degraded`), plus the promotion timeline with who approved."""
+    return board(_estate(), _ledger(), limit)
 
 
 @app.get("/ui/releases", response_class=HTMLResponse)
@@ -173,3 +155,49 @@ def releases_page(user: GetUserDep) -> str:
 @app.get("/ui/approvals", response_class=HTMLResponse)
 def approvals_page(user: GetUserDep) -> str:
     return APPROVALS_PAGE
+
+
+# -- what the pages read (read-only) --------------------------------------------------------------
+
+
+@app.get("/api/v1/ui/approvals")
+def approvals_for_page(user: GetUserDep, promotion: str | None = None) -> dict[str, Any]:
+    """Waiting promotions (or one, whatever its status) as the signed-in user sees them: current ->
+    new per component, gate verdicts, requester and reason, and whether this user may decide."""
+    from stella_operators.ledger import NotFound
+
+    ledger, estate, me = _ledger(), _estate(), _approver(user)
+    try:
+        promos = [ledger.get_promotion(promotion)] if promotion else ledger.promotions_with_status("awaiting_approval")
+    except NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no promotion {promotion}") from None
+    return {"user": me.user, "promotions": [approval_card(estate, ledger, p, me) for p in promos]}
+
+
+@app.get("/api/v1/ui/board")
+def board_for_page(user: GetUserDep, limit: int = Query(30, ge=1, le=500)) -> dict[str, Any]:
+    return board(_estate(), _ledger(), limit)
+
+
+@app.get("/api/v1/ui/why/{promotion_id}")
+def why_for_page(promotion_id: str, user: GetUserDep) -> dict[str, Any]:
+    """Why a promotion stands where it does, in sentences."""
+    from stella_operators.ledger import NotFound
+
+    ledger = _ledger()
+    try:
+        promo = ledger.get_promotion(promotion_id)
+    except NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no promotion {promotion_id}") from None
+    return {"promotion_id": promotion_id, "status": str(promo.status),
+            "sentences": why_sentences(_estate(), ledger, promo)}
+
+
+@app.get("/ui/evidence/{evidence_id}", response_class=HTMLResponse)
+def evidence_page(evidence_id: str, user: GetUserDep) -> str:
+    from stella_operators.ledger import NotFound
+
+    try:
+        return render_evidence_page(evidence_view(_ledger(), evidence_id))
+    except NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no evidence {evidence_id}") from None

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from stella_operators.api.sentences import refusal_sentence
 from stella_operators.estate.errors import EstateError
 
 
@@ -68,15 +69,31 @@ def cmd_release_create(args) -> int:
 
 
 def cmd_status(args) -> int:
+    """Per app and environment the verified release, then each target's own last result; an
+    environment whose hosts disagree is marked DEGRADED with the reason (as on the Releases page)."""
+    from stella_operators.api.views import TARGET_HISTORY, environment_cell
     from stella_operators.estate.loader import load_estate
 
     estate = load_estate(args.estate)
     ledger = _ledger(args)
+    recent = ledger.recent_promotions(TARGET_HISTORY)
     for app in estate.apps:
         for env in estate.app_environments(app.name):
-            rel = ledger.deployed_release(app.name, env.name)
-            shown = f"{rel.name} ({rel.id}) " + " ".join(c.ref for c in rel.components) if rel else "-"
+            cell = environment_cell(estate, ledger, app.name, env.name, recent)
+            if cell is None:
+                print(f"{app.name:20} {env.name:12} -")
+                continue
+            shown = (f"{cell['name']} ({cell['release_id']}) " + " ".join(c["ref"] for c in cell["components"])
+                     if cell["name"] else "no verified release")
+            if cell["degraded"]:
+                shown += "  DEGRADED: " + "; ".join(cell["problems"])
             print(f"{app.name:20} {env.name:12} {shown}")
+            for t in cell["targets"]:
+                if t["result"] is None:
+                    print(f"{'':20}   {t['target']:12} nothing deployed yet")
+                    continue
+                runs = "runs nothing" if t.get("runs_nothing") else (t["release"] or "other digests")
+                print(f"{'':20}   {t['target']:12} {runs}, last result {t['result']} at {t['at']}")
     return 0
 
 
@@ -200,18 +217,42 @@ def cmd_approve(args) -> int:
         if r.status_code >= 400:
             print(f"stella: login as {args.user} failed: HTTP {r.status_code}", file=sys.stderr)
             return 2
-        token = r.json()["access_token"]
-        r = client.post(f"/stella/api/v1/promotions/{args.promotion}/approvals",
-                        headers={"Authorization": f"Bearer {token}"},
-                        json={"decision": "reject" if args.reject else "approve", "comment": args.comment or ""})
+        auth = {"Authorization": f"Bearer {token_of(r)}"}
+        # Show what is decided on, and bind the decision to exactly that (the page does the same).
+        shown = client.get(f"/stella/api/v1/promotions/{args.promotion}", headers=auth)
+        if shown.status_code >= 400:
+            print(f"stella: promotion {args.promotion}: HTTP {shown.status_code}: {_detail(shown)}", file=sys.stderr)
+            return 1 if shown.status_code == 404 else 2
+        promo = shown.json()
+        release = promo["release"]
+        print(f"{'Rejecting' if args.reject else 'Approving'} {promo['app']} -> {promo['environment']}: "
+              f"release {release['name']} (content hash {release['content_hash']}), "
+              f"requested by {promo['requested_by']}: {promo['reason']}")
+        for c in release["components"]:
+            print(f"  {c['name']}: {c.get('tag') or '(no tag)'} {c['ref']}")
+        r = client.post(f"/stella/api/v1/promotions/{args.promotion}/approvals", headers=auth,
+                        json={"decision": "reject" if args.reject else "approve", "comment": args.comment or "",
+                              "content_hash": release["content_hash"]})
     body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {"detail": r.text}
     if r.status_code >= 400:
-        print(f"refused (HTTP {r.status_code}): {body.get('refusal') or body.get('detail')}")
+        sentence = refusal_sentence(body.get("refusal")) or body.get("detail")
+        print(f"refused (HTTP {r.status_code}): {sentence}")
         return 1
     state = body.get("approvals", {})
     print(("counted" if body.get("counted") else f"not counted ({body.get('refusal')})")
           + f"; approvals {state.get('status')}, {state.get('needed')} more needed")
     return 0
+
+
+def token_of(response) -> str:
+    return response.json()["access_token"]
+
+
+def _detail(response) -> str:
+    try:
+        return str(response.json().get("detail"))
+    except ValueError:
+        return response.text[:200]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,9 @@ from stella_operators.sensors.approval import ApprovalSensor
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 REF_PATTERN = r"^[A-Za-z0-9_.:/@+-]+$"
+# Something that is not white space (JSON Schema patterns search, they are not anchored): a reason
+# of blanks would be recorded as blank and shown as "by admin:" and nothing.
+REASON_PATTERN = r"\S"
 
 
 def release_dag_id(app: str) -> str:
@@ -65,7 +68,9 @@ def _release_dag(estate: Estate, app: str, path: str) -> DAG:
                          description=f"Tag or sha256 digest of {c.repository}"
                          + (" (digests only)" if c.accept == "digests" else ""))
            for c in comps},
-        "source_commit": Param("", type="string", title="Source commit (optional)"),
+        # Optional fields are nullable: Airflow's trigger form marks every param whose type lacks
+        # "null" as required and keeps the Trigger button disabled until it is filled.
+        "source_commit": Param(None, type=["null", "string"], title="Source commit (optional)"),
     }
     with DAG(dag_id=release_dag_id(app), schedule=None, start_date=START, catchup=False,
              params=params, tags=["stella", f"app:{app}", "release"], max_active_runs=4,
@@ -75,7 +80,7 @@ def _release_dag(estate: Estate, app: str, path: str) -> DAG:
             task_id="create_release", estate_path=path, app=app,
             release_name="{{ params.name }}",
             refs={c.name: "{{ params['%s'] }}" % c.name for c in comps},
-            source={"commit": "{{ params.source_commit }}"},
+            source={"commit": "{{ params.source_commit or '' }}"},
         )
     return dag
 
@@ -87,18 +92,20 @@ def _promote_dag(estate: Estate, app: str, env_name: str, path: str) -> DAG:
     if env.schedule is not None:
         schedule = _freeze_aware(env)
     if (env.auto_promote or env.schedule is not None) and upstream:
-        release_param = Param("", type="string", title="Release",
+        release_param = Param(None, type=["null", "string"], title="Release (optional)",
                               description="Empty: the release the upstream environment verified last")
         reason_param = Param("automatic promotion" if env.auto_promote else "scheduled promotion",
-                             type="string", title="Reason")
+                             type="string", pattern=REASON_PATTERN, title="Reason")
     else:
         release_param = Param(type="string", minLength=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$",
                               title="Release", description="Release name (e.g. shop-2.3.1) or id")
-        reason_param = Param(type="string", minLength=3, title="Reason", description="Why; goes into the evidence")
+        reason_param = Param(type="string", minLength=3, pattern=REASON_PATTERN, title="Reason",
+                             description="Why; goes into the evidence")
     timeout = timedelta(seconds=env.deploy_timeout_s + 60)
     with DAG(dag_id=promote_dag_id(app, env_name), schedule=schedule, start_date=START, catchup=False,
              params={"release": release_param, "reason": reason_param,
-                     "freeze_override_reason": Param("", type="string", title="Freeze override reason (optional)",
+                     "freeze_override_reason": Param(None, type=["null", "string"],
+                                                     title="Freeze override reason (optional)",
                                                      description="Only for users listed as overriders of an "
                                                                  "active freeze window; adds one approval")},
              max_active_runs=env.max_active_promotions,
@@ -108,11 +115,11 @@ def _promote_dag(estate: Estate, app: str, env_name: str, path: str) -> DAG:
              doc_md=f"Promote **{app}** into **{env_name}**: evaluate the gates, wait for approvals, deploy to "
                     f"{len(env.targets)} target(s) with `{env.strategy}`, verify, emit the Asset.") as dag:
         common = {"estate_path": path, "app": app, "environment": env_name}
-        request = RequestPromotionOperator(task_id="request", release="{{ params.release }}",
+        request = RequestPromotionOperator(task_id="request", release="{{ params.release or '' }}",
                                            reason="{{ params.reason }}", **common)
         promo = "{{ ti.xcom_pull(task_ids='request') }}"
         gates = EvaluateGatesOperator(task_id="gates", promotion_id=promo,
-                                      freeze_override_reason="{{ params.freeze_override_reason }}", **common)
+                                      freeze_override_reason="{{ params.freeze_override_reason or '' }}", **common)
         approval = ApprovalSensor(task_id="approval", promotion_id=promo, **common)
         deploy = DeployReleaseOperator(task_id="deploy", promotion_id=promo,
                                        execution_timeout=timeout, **common)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,10 +87,39 @@ def current_revision(engine: sa.Engine) -> str | None:
 
 
 def migrate(engine: sa.Engine) -> None:
-    """Upgrade to head. Idempotent; concurrent callers take turns (SQLite write lock, PG advisory lock)."""
+    """Upgrade to head. Idempotent; concurrent callers take turns (SQLite write lock, PG advisory lock).
+
+    Says nothing when the ledger is already at head (every CLI call and task opens the ledger);
+    an actual upgrade is reported on stderr, never on stdout, which scripts parse.
+    """
     cfg = alembic_config(engine.url)
+    head = head_revision()
     with write_transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+        with _alembic_logging(quiet=True):
+            current = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+        if current == head:
+            return
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        with _alembic_logging(quiet=False):
+            command.upgrade(cfg, "head")
+
+
+@contextmanager
+def _alembic_logging(*, quiet: bool) -> Iterator[None]:
+    """Alembic's lines go to stderr only (Airflow's logging setup would print them on stdout), and
+    not at all when `quiet` (looking up the current revision is not news)."""
+    logger = logging.getLogger("alembic")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("ledger migration: %(message)s"))
+    saved = (logger.level, logger.propagate, list(logger.handlers))
+    logger.handlers = [] if quiet else [handler]
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+        logger.handlers = saved[2]

@@ -8,7 +8,7 @@ kept (stopped) until verification passes, so any failure up to then rolls every 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from datetime import datetime
 
@@ -93,6 +93,10 @@ def request_promotion(estate: Estate, ledger, req: PromotionRequest):
         raise PromotionRefused(f"unknown app {req.app!r}")
     if req.environment not in {e.name for e in estate.app_environments(req.app)}:
         raise PromotionRefused(f"app {req.app} is not deployed to environment {req.environment!r}")
+    if not (req.reason or "").strip():
+        raise PromotionRefused("give a reason for the promotion (it goes into the ledger and the evidence); "
+                               "white space alone is not a reason")
+    req = replace(req, reason=req.reason.strip())
     release = find_release(ledger, req.app, req.release)
     if release is None:
         raise PromotionRefused(f"no release {req.release!r} for app {req.app}; create it with the "

@@ -189,7 +189,13 @@ def test_rejection_ends_the_run_as_rejected(stack):
                           "-m", "not during the sale", "--api-url", stack.url, "--user", "dave"],
                          env={**os.environ, "STELLA_API_PASSWORD": stack.passwords["dave"]},
                          capture_output=True, text=True)
-    assert out.returncode == 0 and out.stdout.startswith("counted; approvals rejected"), out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0 and lines[-1].startswith("counted; approvals rejected"), out.stdout + out.stderr
+    # what was decided on is shown first, and the decision was bound to it (content hash sent)
+    release = ledger(stack).get_release(promo.release_id)
+    assert lines[0] == (f"Rejecting kiosk -> stage: release kiosk-3.0.0 (content hash {release.content_hash}), "
+                        "requested by alice: again")
+    assert lines[1] == f"  web: 3.0.0 {release.components[0].ref}"
     assert wait_run(stack, "stella_promote__kiosk__stage", run) == "failed"
     assert ledger(stack).get_promotion(promo.id).status == "rejected"
     assert ti_state(stack, "stella_promote__kiosk__stage", run, "deploy") == "upstream_failed"

@@ -76,7 +76,7 @@ def test_the_approval_completing_the_quorum_settles_the_promotion(ledger, key, p
     # One signed record per counted approval, each named by its approval row.
     rows = ledger.approvals_for(pid)
     assert [e.id for e in approval_evidence(ledger, pid)] == [r.evidence_id for r in rows]
-    assert all(verify_evidence(e, ledger.trusted_keys()).ok for e in approval_evidence(ledger, pid))
+    assert all(verify_evidence(e, ledger.registered_keys()).ok for e in approval_evidence(ledger, pid))
 
 
 def test_a_counted_rejection_settles_at_once_and_later_attempts_are_closed(ledger, key, pid):
@@ -127,7 +127,7 @@ def test_a_timeout_fails_closed_with_signed_evidence(ledger, key, pid):
     promo = ledger.get_promotion(pid)
     assert promo.status == S.FAILED
     record = [e for e in approval_evidence(ledger, pid) if e.content["decision"] == "timeout"]
-    assert len(record) == 1 and verify_evidence(record[0], ledger.trusted_keys()).ok
+    assert len(record) == 1 and verify_evidence(record[0], ledger.registered_keys()).ok
     expected = {"reason": "approval.timeout", "approvers": ["bob"], "needed": 1, "deadline": deadline,
                 "promotion_id": pid}
     assert {k: record[0].content.get(k) for k in expected} == expected
