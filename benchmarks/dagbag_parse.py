@@ -3,9 +3,11 @@
 Baseline: one plain Airflow DAG file that defines the same number of DAGs with the same task
 shape (1 task per release DAG, 5 per promote DAG) using EmptyOperator and no estate file:
 the cost Airflow itself charges for that many DAGs. The ratio is what the estate file, its
-validation and our operators add on top. Each measurement parses in a fresh process.
+validation and our operators add on top. Each measurement parses in a fresh process. The stella
+side is the DAGs folder `stella dags render` writes (25 apps per file; `--shards 1` for the single
+file of earlier versions); every file validates the whole estate.
 
-Usage: python benchmarks/dagbag_parse.py [--apps 50] [--envs 4] [--repeat 5]
+Usage: python benchmarks/dagbag_parse.py [--apps 50] [--envs 4] [--repeat 5] [--shards N]
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from stella_operators.dag_builder.render import render_dag_files, shard_count  # noqa: E402
 
 MEASURE = textwrap.dedent("""
     import sys, time
@@ -78,6 +83,7 @@ def main() -> None:
     ap.add_argument("--apps", type=int, default=50)
     ap.add_argument("--envs", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--shards", type=int, help="DAG files (default: as `stella dags render`, 25 apps per file)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -85,15 +91,17 @@ def main() -> None:
         (tmp / "baseline").mkdir()
         estate = tmp / "estate.yaml"
         estate.write_text(estate_yaml(args.apps, args.envs))
-        (tmp / "stella" / "stella_estate.py").write_text((ROOT / "dags" / "stella_estate.py").read_text())
+        shards = shard_count(args.apps) if args.shards is None else args.shards
+        render_dag_files(tmp / "stella", shards)  # the files `stella dags render` writes
         (tmp / "baseline" / "plain_dags.py").write_text(BASELINE.format(apps=args.apps, envs=args.envs))
         env = {**os.environ, "STELLA_ESTATE": str(estate), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+               "STELLA_HOME": str(tmp / "stella-home"), "PYTHONPATH": str(ROOT),
                "AIRFLOW_HOME": os.environ.get("AIRFLOW_HOME", str(tmp / "airflow"))}
         n_s, t_s = measure(tmp / "stella", args.repeat, env)
         n_b, t_b = measure(tmp / "baseline", args.repeat, env)
     assert n_s == n_b == args.apps * (1 + args.envs), (n_s, n_b)
     ms, mb = statistics.median(t_s), statistics.median(t_b)
-    print(f"estate: {args.apps} apps x {args.envs} environments = {n_s} DAGs")
+    print(f"estate: {args.apps} apps x {args.envs} environments = {n_s} DAGs in {shards} DAG file(s)")
     print(f"stella generated DAGs  : median {ms * 1000:.0f} ms over {args.repeat} fresh parses")
     print(f"baseline plain DAG file: median {mb * 1000:.0f} ms over {args.repeat} fresh parses")
     print(f"ratio stella/baseline  : {ms / mb:.2f}x")

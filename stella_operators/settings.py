@@ -13,13 +13,32 @@ LEDGER_CONN_ID = "stella_ledger"
 SIGNING_KEY_CONN_ID = "stella_signing_key"
 
 
+def airflow_home() -> Path:
+    return Path(os.environ.get("AIRFLOW_HOME") or str(Path.home() / "airflow"))
+
+
+def estate_path() -> Path:
+    """The estate file: `STELLA_ESTATE`, else `include/estate.yaml` beside the DAGs folder.
+
+    The one resolution used by the DAG files, the API server, the pages and the CLI. The DAGs
+    folder is `AIRFLOW__CORE__DAGS_FOLDER`, else `$AIRFLOW_HOME/dags` (Airflow's own default), so
+    the default is `<project>/include/estate.yaml` in the layout Airflow images and Astro projects
+    share (dags/, plugins/, include/ side by side). A dags_folder set only in airflow.cfg is not
+    read here (no Airflow import at parse time): set `STELLA_ESTATE` then.
+    """
+    explicit = os.environ.get("STELLA_ESTATE")
+    if explicit:
+        return Path(explicit)
+    dags = os.environ.get("AIRFLOW__CORE__DAGS_FOLDER") or str(airflow_home() / "dags")
+    return Path(dags).parent / "include" / "estate.yaml"
+
+
 def stella_home() -> Path:
     """Local state: the default SQLite ledger, the development signing key, trusted keys, artifacts."""
     explicit = os.environ.get("STELLA_HOME")
     if explicit:
         return Path(explicit)
-    airflow_home = os.environ.get("AIRFLOW_HOME") or str(Path.home() / "airflow")
-    return Path(airflow_home) / "stella"
+    return airflow_home() / "stella"
 
 
 def ledger_conn_id() -> str:
@@ -33,6 +52,11 @@ def signing_key_conn_id() -> str:
 def default_ledger_url() -> str:
     """`STELLA_LEDGER_URL`, else a SQLite file under `stella_home()`."""
     return os.environ.get("STELLA_LEDGER_URL") or f"sqlite:///{stella_home() / 'ledger.db'}"
+
+
+def estate_cache_dir() -> Path:
+    """Parsed estate files (JSON, keyed by path and content hash) for fast task starts."""
+    return stella_home() / "cache"
 
 
 def dev_key_path() -> Path:

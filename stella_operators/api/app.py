@@ -3,7 +3,6 @@ nothing is reachable without Airflow authentication, and approver identity is ne
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 from airflow.api_fastapi.core_api.security import GetUserDep
@@ -14,6 +13,7 @@ from pydantic import BaseModel, Field
 from stella_operators.api.evidence_page import render_evidence_page
 from stella_operators.api.ui import APPROVALS_PAGE, RELEASES_PAGE
 from stella_operators.api.views import approval_card, board, evidence_view, why_sentences
+from stella_operators.settings import estate_path
 
 app = FastAPI(title="stella-operators", version="1", description="Releases, promotions, approvals, evidence.")
 
@@ -27,7 +27,7 @@ class ApprovalBody(BaseModel):
 def _estate():
     from stella_operators.estate.loader import cached_estate
 
-    return cached_estate(os.environ.get("STELLA_ESTATE", "include/estate.yaml"))
+    return cached_estate(estate_path())
 
 
 def _ledger():

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from stella_operators.api.sentences import refusal_sentence
 from stella_operators.estate.errors import EstateError
+from stella_operators.settings import estate_path
 
 
 def _default_estate() -> str:
-    return os.environ.get("STELLA_ESTATE", "include/estate.yaml")
+    return str(estate_path())
 
 
 def cmd_validate(args) -> int:
@@ -37,6 +38,39 @@ def cmd_schema(args) -> int:
         Path(args.output).write_text(text)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def cmd_target_types(args) -> int:
+    """Installed target types (entry point group `stella_operators.targets`): one name per line."""
+    from importlib.metadata import entry_points
+
+    from stella_operators.estate.checks import TARGET_TYPES_GROUP
+
+    eps = sorted(entry_points(group=TARGET_TYPES_GROUP), key=lambda ep: ep.name)
+    if args.json:
+        rows = [{"name": ep.name, "object": ep.value, "distribution": ep.dist.name if ep.dist else None,
+                 "version": ep.dist.version if ep.dist else None} for ep in eps]
+        print(json.dumps(rows, indent=2))
+    else:
+        for ep in eps:
+            print(ep.name)
+    return 0
+
+
+def cmd_dags_render(args) -> int:
+    from stella_operators.dag_builder.render import render_dag_files, shard_count
+    from stella_operators.estate.loader import load_estate
+
+    estate = load_estate(args.estate)  # never render files for an estate that does not validate
+    shards = args.shards or shard_count(len(estate.apps), args.apps_per_file)
+    written, removed = render_dag_files(args.output, shards)
+    for f in removed:
+        print(f"removed {f}")
+    for f in written:
+        print(f"wrote {f}")
+    print(f"{len(estate.apps)} apps in {shards} DAG file(s); they read the estate from STELLA_ESTATE "
+          f"(now resolving to {estate_path()})")
     return 0
 
 
@@ -267,6 +301,19 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("schema", help="print the estate JSON Schema")
     s.add_argument("-o", "--output")
     s.set_defaults(func=cmd_schema)
+
+    tt = sub.add_parser("target-types", help="list installed target types (one per line)")
+    tt.add_argument("--json", action="store_true", help="name, object, distribution and version of each")
+    tt.set_defaults(func=cmd_target_types)
+
+    d = sub.add_parser("dags", help="the estate's DAG files").add_subparsers(dest="dags_cmd", required=True)
+    dr = d.add_parser("render", help="write the thin DAG files (apps split over shard files) into a DAGs folder")
+    dr.add_argument("--estate", default=_default_estate())
+    dr.add_argument("-o", "--output", required=True, help="the DAGs folder")
+    grp = dr.add_mutually_exclusive_group()
+    grp.add_argument("--apps-per-file", type=int, default=25, help="shards = ceil(apps / this) (default 25)")
+    grp.add_argument("--shards", type=int, help="number of DAG files, whatever the estate size")
+    dr.set_defaults(func=cmd_dags_render)
 
     r = sub.add_parser("release", help="releases").add_subparsers(dest="release_cmd", required=True)
     rc = r.add_parser("create", help="resolve tags to digests and seal a release")

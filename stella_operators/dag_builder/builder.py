@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from airflow.sdk import DAG, Asset, Param
+from airflow.sdk import DAG, Asset, Param, get_parsing_context
 
-from stella_operators.estate.loader import load_estate
+from stella_operators.estate.loader import load_estate, load_estate_for_app
 from stella_operators.estate.models import Estate
 from stella_operators.operators.gates import EvaluateGatesOperator
 from stella_operators.operators.promotion import (
@@ -39,16 +41,56 @@ def verified_asset(app: str, env: str) -> Asset:
     return Asset(name=f"stella__{app}__{env}__verified", uri=f"stella://{app}/{env}", group="stella")
 
 
-def build_estate_dags(estate_path: str | Path) -> dict[str, DAG]:
-    """Return {dag_id: DAG}; raises EstateError (file, field path, fix) for a broken estate."""
+# App and environment names are `[a-z][a-z0-9-]*` (no "_"), so "__" splits a DAG id unambiguously.
+_DAG_ID_RE = re.compile(r"^stella_(?:release__(?P<rapp>[a-z][a-z0-9-]*)|promote__(?P<papp>[a-z][a-z0-9-]*)__[a-z][a-z0-9-]*)$")
+
+
+def app_of_dag_id(dag_id: str) -> str | None:
+    """The app a generated DAG id belongs to; None for any other DAG id."""
+    m = _DAG_ID_RE.match(dag_id)
+    return (m.group("rapp") or m.group("papp")) if m else None
+
+
+def shard_of(app: str, shards: int) -> int:
+    """Stable shard of an app (sha256, not Python's salted hash): the same in every process."""
+    return int.from_bytes(hashlib.sha256(app.encode()).digest()[:8], "big") % shards
+
+
+def build_estate_dags(estate_path: str | Path, *, shard: int = 0, shards: int = 1) -> dict[str, DAG]:
+    """Return {dag_id: DAG} for the apps of this shard; raises EstateError (file, field path, fix)
+    for a broken estate.
+
+    A DAG file calls this once per shard (`stella dags render` writes them): an app's DAGs live
+    in the file of shard `shard_of(app, shards)`. Under Airflow's parsing context (a task start
+    re-parses only its DAG's file and names the DAG), only that DAG is built, from the part of
+    the estate it uses; other files' DAG ids return {} without reading the estate. Without the
+    context (the dag-processor) the whole estate file is validated.
+    """
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
     path = str(Path(estate_path).resolve())
-    estate = load_estate(path)
+    wanted = get_parsing_context().dag_id
+    if wanted:
+        app = app_of_dag_id(wanted)
+        if app is None or shard_of(app, shards) != shard:
+            return {}
+        estate = load_estate_for_app(path, app)
+        build = _dag_builders(estate, app, path).get(wanted)
+        return {wanted: build()} if build else {}
+    estate = load_estate(path, prime_cache=True)
     dags: dict[str, DAG] = {}
     for app in estate.apps:
-        dags[release_dag_id(app.name)] = _release_dag(estate, app.name, path)
-        for env in estate.app_environments(app.name):
-            dags[promote_dag_id(app.name, env.name)] = _promote_dag(estate, app.name, env.name, path)
+        if shard_of(app.name, shards) == shard:
+            dags.update({dag_id: build() for dag_id, build in _dag_builders(estate, app.name, path).items()})
     return dags
+
+
+def _dag_builders(estate: Estate, app: str, path: str) -> dict:
+    """{dag_id: () -> DAG} of one app: ids are cheap, DAGs are built only when called."""
+    out = {release_dag_id(app): lambda: _release_dag(estate, app, path)}
+    for env in estate.app_environments(app):
+        out[promote_dag_id(app, env.name)] = lambda e=env.name: _promote_dag(estate, app, e, path)
+    return out
 
 
 def _freeze_aware(env):

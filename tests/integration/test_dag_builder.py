@@ -66,8 +66,8 @@ def test_generated_dags_shape(folder, tmp_path, monkeypatch):
     assert "stella://shop/dev" in str(stage.timetable.asset_condition)
     outlets = dev.get_task("verify").outlets
     assert [o.uri for o in outlets] == ["stella://shop/dev"]
-    # parsing did no ledger I/O: no ledger file, no key was created
-    assert not (tmp_path / "stella-home").exists()
+    # parsing did no ledger I/O: no ledger file, no key was created (only the parsed-estate cache)
+    assert [p.name for p in (tmp_path / "stella-home").iterdir()] == ["cache"]
 
 
 def test_broken_estate_is_an_import_error_of_its_own_file_only(folder, tmp_path):
@@ -139,3 +139,104 @@ def test_scheduled_promotion_uses_a_freeze_aware_timetable(folder, tmp_path):
                                            restriction=TimeRestriction(None, None, catchup=True))
     assert nxt.run_after == datetime(2026, 12, 27, 8, 0, tzinfo=timezone.utc)  # the 24th..26th are frozen
     assert stage.params["release"] == ""  # scheduled runs take the release verified upstream
+
+
+# --- Estate split over shard files; a task start builds only its own DAG -------------------------
+
+def many_apps_estate(n: int) -> str:
+    apps = "\n".join(f"  - {{name: app{i:02d}, components: [{{name: web, repository: reg.local:5000/demo/a{i}}}]}}"
+                     for i in range(n))
+    return ("registries: [{host: \"reg.local:5000\", scheme: http}]\napps:\n" + apps + "\n" + textwrap.dedent("""
+        environments:
+          - name: dev
+            targets: [{name: dev-1, type: docker, connection: c_dev}]
+          - name: stage
+            targets: [{name: stage-1, type: docker, connection: c_stage}]
+    """))
+
+
+@pytest.fixture()
+def sharded(folder, tmp_path, monkeypatch):
+    """An estate of 12 apps rendered into 3 shard files, as `stella dags render` writes them."""
+    from stella_operators.dag_builder.render import render_dag_files
+
+    estate = tmp_path / "estate.yaml"
+    estate.write_text(many_apps_estate(12))
+    monkeypatch.setenv("STELLA_ESTATE", str(estate))
+    files, _ = render_dag_files(folder, 3)
+    return estate, files
+
+
+def all_ids(n: int) -> set[str]:
+    return {d for i in range(n) for d in (release_dag_id(f"app{i:02d}"), promote_dag_id(f"app{i:02d}", "dev"),
+                                          promote_dag_id(f"app{i:02d}", "stage"))}
+
+
+def test_full_parse_builds_every_dag_once_split_over_the_shard_files(sharded, folder):
+    from stella_operators.dag_builder.builder import shard_of
+
+    _, files = sharded
+    bag = parse(folder)
+    assert bag.import_errors == {}
+    assert set(bag.dags) == all_ids(12)
+    per_file = {f.name: {d for d, dag in bag.dags.items() if Path(dag.fileloc).name == f.name} for f in files}
+    assert all(per_file.values()), per_file  # 12 apps over 3 files: none is empty
+    for i in range(12):
+        app = f"app{i:02d}"
+        assert Path(bag.dags[release_dag_id(app)].fileloc).name == files[shard_of(app, 3)].name
+
+
+def test_task_start_parse_builds_only_the_dag_it_runs(sharded, folder, monkeypatch):
+    """Airflow sets the parsing context when a task starts and parses only its DAG's file."""
+    from stella_operators.dag_builder.builder import shard_of
+
+    _, files = sharded
+    wanted = promote_dag_id("app07", "stage")
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", wanted)
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "deploy")
+    own = files[shard_of("app07", 3)]
+    bag = parse(own)
+    assert bag.import_errors == {}
+    assert list(bag.dags) == [wanted]
+    assert [t.task_id for t in bag.dags[wanted].tasks] == ["request", "gates", "approval", "deploy", "verify"]
+    for other in files:
+        if other != own:
+            assert parse(other).dags == {}
+    # the release DAG too
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", release_dag_id("app07"))
+    assert list(parse(own).dags) == [release_dag_id("app07")]
+
+
+def test_a_broken_estate_breaks_only_its_own_shard_files(sharded, folder, monkeypatch):
+    estate, files = sharded
+    estate.write_text(estate.read_text().replace("connection: c_stage", "connexion: c_stage"))
+    (folder / "unrelated.py").write_text(textwrap.dedent("""
+        from datetime import datetime
+        from airflow.sdk import DAG
+        with DAG("unrelated", schedule=None, start_date=datetime(2026, 1, 1)):
+            pass
+    """))
+    bag = parse(folder)
+    assert set(bag.import_errors) == {str(f) for f in files}
+    assert all("connexion: unknown key 'connexion'" in e for e in bag.import_errors.values())
+    assert set(bag.dags) == {"unrelated"}
+    # a task start of a broken estate fails to parse too, with the estate's error and its line
+    from stella_operators.dag_builder.builder import shard_of
+
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", promote_dag_id("app03", "dev"))
+    own = files[shard_of("app03", 3)]
+    errors = parse(own).import_errors
+    assert list(errors) == [str(own)]
+    assert f"{estate}:" in errors[str(own)] and "connexion" in errors[str(own)]
+
+
+def test_one_estate_file_under_the_parsing_context_builds_one_dag(folder, tmp_path, monkeypatch):
+    estate = tmp_path / "estate.yaml"
+    estate.write_text(many_apps_estate(5))
+    f = dag_file(folder, "one_file", estate)
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", promote_dag_id("app02", "dev"))
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "request")
+    assert list(parse(f).dags) == [promote_dag_id("app02", "dev")]
+    monkeypatch.delenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID")
+    monkeypatch.delenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID")
+    assert set(parse(f).dags) == all_ids(5)
