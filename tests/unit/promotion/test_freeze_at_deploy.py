@@ -30,7 +30,7 @@ def waited_into_the_window(world, now):
     outcome = evaluate_promotion(world.estate, world.ledger, world.key, promo.id, now=now - timedelta(hours=2))
     assert outcome.verdict == "pass" and outcome.approvals_required == 1
     submit_approval(world.estate, world.ledger, world.key, promo.id, Approver("bob"), "approve", "ok")
-    settle_approval(world.ledger, promo.id, {"status": "approved", "approvers": ["bob"]})
+    settle_approval(world.estate, world.ledger, world.key, promo.id, {"status": "approved"})
     assert world.ledger.get_promotion(promo.id).status == S.APPROVED
     return promo
 
