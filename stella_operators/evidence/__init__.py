@@ -11,12 +11,15 @@ from stella_operators.evidence.envelope import (
     verify_evidence,
 )
 from stella_operators.evidence.keys import SigningKey, TrustedKeys, UnknownKeyId, load_or_create_dev_key
+from stella_operators.evidence.trust import TrustStore, TrustStoreError, load_trust_store
 
 __all__ = [
     "EvidenceRecord",
     "EvidenceSubject",
     "EvidenceType",
     "SigningKey",
+    "TrustStore",
+    "TrustStoreError",
     "TrustedKeys",
     "UnknownKeyId",
     "Verification",
@@ -24,6 +27,7 @@ __all__ = [
     "canonical_json",
     "iso_utc",
     "load_or_create_dev_key",
+    "load_trust_store",
     "seal_evidence",
     "sha256_hex",
     "to_jsonable",

@@ -101,21 +101,13 @@ def load_or_create_dev_key(path: str | os.PathLike) -> SigningKey:
 
 
 class TrustedKeys:
-    """Public keys we accept signatures from, by key id (always recomputed from the key itself)."""
+    """Public keys we accept signatures from, by key id (always recomputed from the key itself).
+
+    Which keys to trust is the trust store's business (evidence/trust.py: files outside the ledger).
+    """
 
     def __init__(self) -> None:
         self._keys: dict[str, Ed25519PublicKey] = {}
-
-    @classmethod
-    def from_dir(cls, path: str | os.PathLike) -> "TrustedKeys":
-        """Every `*.pub` PEM file in `path` (file names do not matter: ids come from the keys)."""
-        trusted = cls()
-        for pub in sorted(Path(path).glob("*.pub")):
-            try:
-                trusted.add(pub.read_bytes())
-            except ValueError as exc:
-                raise ValueError(f"{pub}: {exc}") from exc
-        return trusted
 
     def add(self, public_pem: bytes | str, key_id: str | None = None) -> str:
         """Trust a public key; returns its key id. A given `key_id` must match the key's own id."""

@@ -14,8 +14,10 @@ from stella_operators.triggers.ledger_poll import MIN_WAIT_S
 class RequestPromotionOperator(PromotionStepOperator):
     """Record a promotion of a release into an environment (status ``evaluating``).
 
-    :param release: release id or name (templated). Empty with an Asset-triggered run: the
-        release that the upstream environment just verified.
+    :param release: release id or name (templated). Ignored in an Asset-triggered run: there the
+        triggering event must name the upstream promotion, which the ledger checks (see
+        promotion/auto_promote.py), and the promotion is requested on behalf of its requester.
+        Empty in a scheduled run: the release the upstream environment verified last.
     :param reason: why (templated); recorded in the ledger and the evidence.
     """
 
@@ -26,14 +28,20 @@ class RequestPromotionOperator(PromotionStepOperator):
         self.release = release
         self.reason = reason
 
-    def _release_from_assets(self, context: Any) -> str:
+    @staticmethod
+    def _asset_events(context: Any) -> list:
+        """The run's triggering Asset events as Airflow recorded them (empty unless Asset-triggered)."""
+        from stella_operators.promotion.auto_promote import UpstreamEvent
+
         events = context.get("triggering_asset_events") or {}
-        for _, evs in dict(events).items():
+        out = []
+        for asset, evs in dict(events).items():
             for ev in evs:
-                rid = (getattr(ev, "extra", None) or {}).get("release_id")
-                if rid:
-                    return rid
-        return ""
+                out.append(UpstreamEvent(
+                    asset=getattr(asset, "uri", None) or str(asset), extra=dict(getattr(ev, "extra", None) or {}),
+                    source_dag_id=getattr(ev, "source_dag_id", None), source_run_id=getattr(ev, "source_run_id", None),
+                    source_task_id=getattr(ev, "source_task_id", None), timestamp=getattr(ev, "timestamp", None)))
+        return out
 
     def _latest_upstream(self) -> str:
         """Scheduled runs: the release most recently verified in the upstream environment."""
@@ -44,19 +52,32 @@ class RequestPromotionOperator(PromotionStepOperator):
         return ""
 
     def execute(self, context: Any) -> str:
+        # Imported here, as in the other operators: DAG files import this module at every parse.
+        from stella_operators.promotion.auto_promote import check_upstream_event
         from stella_operators.promotion.service import PromotionRefused, PromotionRequest, request_promotion
 
-        release = (self.release or "").strip() or self._release_from_assets(context) or self._latest_upstream()
         run = context.get("dag_run")
-        req = PromotionRequest(app=self.app, environment=self.environment, release=release,
-                               requested_by=actor_of(context), reason=self.reason or "",
-                               dag_id=self.dag_id, run_id=getattr(run, "run_id", "") or "")
+        requested_by, reason, trigger = actor_of(context), self.reason or "", None
+        events = self._asset_events(context)
         try:
+            if events:  # Asset-triggered: the event only points at an upstream promotion; the ledger decides
+                auto = check_upstream_event(self.estate, self.ledger, self.app, self.environment, events)
+                release, requested_by, trigger = auto.release_id, auto.requested_by, auto.trigger
+                reason = (f"{reason or 'automatic promotion'}: {trigger['release_name']} verified in "
+                          f"{auto.upstream.environment} by promotion {auto.upstream.id}")
+            else:
+                release = (self.release or "").strip() or self._latest_upstream()
+            req = PromotionRequest(app=self.app, environment=self.environment, release=release,
+                                   requested_by=requested_by, reason=reason, dag_id=self.dag_id,
+                                   run_id=getattr(run, "run_id", "") or "", trigger=trigger)
             promo = request_promotion(self.estate, self.ledger, req)
         except PromotionRefused as exc:
             raise AirflowFailException(str(exc)) from None
         self.log.info("Promotion %s of %s into %s requested by %s", promo.id, release, self.environment,
                       req.requested_by)
+        if trigger:
+            self.log.info("Automatic promotion after %s; Asset event %s", trigger["upstream_promotion"],
+                          trigger["posted_by"])
         return promo.id
 
 

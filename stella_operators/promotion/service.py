@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-
 from datetime import datetime
+from typing import Any
 
 from stella_operators.deploy.engine import DeploymentOutcome, TargetOutcome, run_deployment
 from stella_operators.deploy.planner import plan_deployment
@@ -72,6 +72,8 @@ class PromotionRequest:
     reason: str
     dag_id: str = ""
     run_id: str = ""
+    # What started an automatic promotion (promotion/auto_promote.py): recorded with the request.
+    trigger: dict[str, Any] | None = None
 
 
 def find_release(ledger, app: str, ref: str) -> Release | None:
@@ -106,7 +108,8 @@ def request_promotion(estate: Estate, ledger, req: PromotionRequest):
                                     requested_by=req.requested_by, reason=req.reason,
                                     dag_id=req.dag_id, run_id=req.run_id)
     if promo.status == S.REQUESTED:  # a retried task finds its promotion already further along
-        ledger.transition(promo.id, S.EVALUATING, actor=req.requested_by)
+        ledger.transition(promo.id, S.EVALUATING, actor=req.requested_by,
+                          detail={"trigger": req.trigger} if req.trigger else None)
     return ledger.get_promotion(promo.id)
 
 

@@ -24,6 +24,7 @@ from stella_operators.evidence import (
     verify_evidence,
 )
 from stella_operators.evidence.envelope import PAYLOAD_TYPE, pae
+from stella_operators.evidence.trust import load_trust_store
 
 WHEN = datetime(2025, 3, 1, 12, 30, 0, 123456, tzinfo=timezone.utc)
 WEB = ("registry.local:5000/shop/web", "sha256:" + "a" * 64)
@@ -71,10 +72,10 @@ def test_dev_key_created_0600_and_reused(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["dev.pem"]  # no temporary file left behind
 
 
-def test_trusted_keys_from_dir(tmp_path, key: SigningKey):
+def test_trusted_keys_from_a_trust_directory(tmp_path, key: SigningKey):
     (tmp_path / "ops.pub").write_bytes(key.public_pem())
     (tmp_path / "ignored.txt").write_text("not a key")
-    trusted = TrustedKeys.from_dir(tmp_path)
+    trusted = load_trust_store([tmp_path], source="test").keys
     assert trusted.key_ids() == [key.key_id]
     assert trusted.verify(key.key_id, b"data", key.sign(b"data"))
     assert not trusted.verify(key.key_id, b"datA", key.sign(b"data"))
