@@ -131,6 +131,11 @@ class DockerTarget:
     def __repr__(self) -> str:
         return f"DockerTarget({self.name!r}, {self.api.base_url!r})"
 
+    @property
+    def address(self) -> str:
+        """Where the engine is reached (for messages that must name the host and its address)."""
+        return str(self.api.base_url)
+
     # facts --------------------------------------------------------------------------------
     def _containers(self, app: str, component: str | None = None) -> list[dict[str, Any]]:
         labels = [f"{LABEL_APP}={app}"]
@@ -380,7 +385,7 @@ class DockerTarget:
 
     # restore / finalize: from the engine's own state ------------------------------------------
     def _where(self) -> str:
-        return f"{self.name} ({self.api.base_url})"
+        return f"{self.name} ({self.address})"
 
     def restore(self, plan: TargetPlan, previous: dict[str, str | None]) -> None:
         errors: list[str] = []
