@@ -208,3 +208,26 @@ def test_stella_promotion_abort_cancels_a_promotion_waiting_for_approval(stack):
     assert ev.content["by"] == "admin" and ev.content["reason"] == "customer asked to hold the release"
     out = abort_cli(stack, promo.id, "again")
     assert out.returncode == 1 and "HTTP 409" in out.stdout
+
+
+def test_marking_the_deploy_task_failed_mid_deploy_rolls_back_through_on_kill(stack, estate_lab):
+    """A person stops the deployment in Airflow (marks the running task failed): Airflow sends
+    SIGTERM, on_kill interrupts the deployment, which rolls both hosts back before the process exits."""
+    before = running_digests(estate_lab)
+    run = trigger(stack, f"{APP}-2")
+    promo = wait_until(lambda: ledger(stack).find_promotion_by_run(DAG, run), 60, "the promotion")
+
+    def deploying():
+        deps = ledger(stack).deployments_for(promo.id)
+        return deps and all(containers_of(estate_lab, deps[-1].id).values()) and deps[-1]
+    deployment = wait_until(deploying, 90, "new containers on both hosts", every=0.2)
+    r = call(stack, "PATCH", f"/api/v2/dags/{DAG}/dagRuns/{run}/taskInstances/deploy", json={"new_state": "failed"})
+    assert r.status_code == 200, r.text
+    led = ledger(stack)
+    wait_until(lambda: led.get_promotion(promo.id).status in ("rolled_back", "failed"), 60, "the rollback")
+    assert led.get_promotion(promo.id).status == "rolled_back"
+    assert running_digests(estate_lab) == before
+    assert containers_of(estate_lab, deployment.id) == {h: 0 for h in HOSTS}
+    assert led.deploy_lock(APP, "dev") is None
+    [rollback] = [e for e in led.evidence_for(promotion_id=promo.id) if e.type == "rollback"]
+    assert "DeploymentInterrupted" in rollback.content["reason"]
