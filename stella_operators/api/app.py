@@ -24,6 +24,10 @@ class ApprovalBody(BaseModel):
     content_hash: str | None = Field(None, description="the release content hash you reviewed; refused if stale")
 
 
+class AbortBody(BaseModel):
+    reason: str = Field(..., max_length=2000, description="why; recorded in the audit log and the evidence")
+
+
 def _estate():
     from stella_operators.estate.loader import cached_estate
 
@@ -124,6 +128,35 @@ def approve(promotion_id: str, body: ApprovalBody, request: Request, user: GetUs
     if result.refusal and not result.duplicate:
         return JSONResponse(payload, status_code=status.HTTP_403_FORBIDDEN)
     return JSONResponse(payload, status_code=status.HTTP_201_CREATED if result.counted else status.HTTP_200_OK)
+
+
+@app.post("/api/v1/promotions/{promotion_id}/abort")
+def abort(promotion_id: str, body: AbortBody, request: Request, user: GetUserDep) -> dict[str, Any]:
+    """End a waiting or stuck promotion: `cancelled`, or rolled back if it was deploying. Only its
+    requester, an approver of its environment or an admin may. 403: not allowed (the body says who
+    may); 409: already finished, or its deploy task is alive; 422: no reason given."""
+    from stella_operators.hooks.signing import SigningKeyHook
+    from stella_operators.ledger import NotFound
+    from stella_operators.operators.base import build_target
+    from stella_operators.promotion.abort import AbortConflict, AbortRefused, abort_promotion
+
+    _csrf_guard(request)
+    ledger, estate = _ledger(), _estate()
+    try:
+        result = abort_promotion(estate, ledger, SigningKeyHook().get_conn(), promotion_id, _approver(user),
+                                 body.reason, build_target)
+    except NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no promotion {promotion_id}") from None
+    except AbortRefused as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
+    except AbortConflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    view = _promotion_view(ledger, estate, ledger.get_promotion(promotion_id))
+    view["abort"] = {"by": user.get_name(), "from_status": result.from_status, "evidence_id": result.evidence_id,
+                     "not_restored": list(result.not_restored)}
+    return view
 
 
 @app.get("/api/v1/evidence/{evidence_id}")

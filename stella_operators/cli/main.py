@@ -289,6 +289,35 @@ def _detail(response) -> str:
         return response.text[:200]
 
 
+def cmd_promotion_abort(args) -> int:
+    """Abort through the Airflow API server: identity is the Airflow login, as for `stella approve`."""
+    import getpass
+
+    import httpx
+
+    password = os.environ.get("STELLA_API_PASSWORD") or getpass.getpass(f"Airflow password for {args.user}: ")
+    with httpx.Client(base_url=args.api_url.rstrip("/"), timeout=600) as client:
+        r = client.post("/auth/token", json={"username": args.user, "password": password})
+        if r.status_code >= 400:
+            print(f"stella: login as {args.user} failed: HTTP {r.status_code}", file=sys.stderr)
+            return 2
+        token = r.json()["access_token"]
+        r = client.post(f"/stella/api/v1/promotions/{args.promotion}/abort",
+                        headers={"Authorization": f"Bearer {token}"}, json={"reason": args.reason})
+    body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {"detail": r.text}
+    if r.status_code >= 400:
+        detail = body.get("detail")
+        if isinstance(detail, list):  # FastAPI's validation errors
+            detail = "; ".join(str(d.get("msg")) for d in detail)
+        print(f"refused (HTTP {r.status_code}): {detail}")
+        return 1
+    done = body.get("abort", {})
+    print(f"aborted: promotion {args.promotion} was {done.get('from_status')}, is now {body.get('status')}"
+          + (f"; NOT restored: {', '.join(done['not_restored'])}" if done.get("not_restored") else "")
+          + f" (evidence {done.get('evidence_id')})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stella", description=__doc__.splitlines()[0])
     p.add_argument("--ledger-conn-id", default=None, help="Airflow Connection of the ledger")
@@ -347,6 +376,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--user", default=os.environ.get("STELLA_API_USER", os.environ.get("USER", "admin")),
                     help="Airflow user (password from STELLA_API_PASSWORD or a prompt)")
     ap.set_defaults(func=cmd_approve)
+
+    pr = sub.add_parser("promotion", help="promotions").add_subparsers(dest="promotion_cmd", required=True)
+    pa = pr.add_parser("abort", help="end a waiting or stuck promotion (cancelled, or rolled back if deploying)")
+    pa.add_argument("promotion")
+    pa.add_argument("--reason", "-m", required=True, help="why; recorded in the audit log and the evidence")
+    pa.add_argument("--api-url", default=os.environ.get("STELLA_API_URL", "http://localhost:8080"))
+    pa.add_argument("--user", default=os.environ.get("STELLA_API_USER", os.environ.get("USER", "admin")),
+                    help="Airflow user (password from STELLA_API_PASSWORD or a prompt)")
+    pa.set_defaults(func=cmd_promotion_abort)
 
     e = sub.add_parser("evidence", help="evidence records").add_subparsers(dest="evidence_cmd", required=True)
     ev = e.add_parser("verify", help="verify evidence records (ledger ids or exported files) against the trust store",

@@ -111,8 +111,15 @@ def run_deployment(pairs: list[tuple[Target, TargetPlan]], *, max_parallel: int 
     try:
         outcome = _run(slots, pool, t_start + timeout_s, timeout_s, cleanup_timeout_s)
     except BaseException:
-        # Interrupted (a task time-out or kill raised into this thread): let the steps already
-        # running on targets end, so that the caller's rollback sees everything they started.
+        # Interrupted (a task time-out or kill raised into this thread): ask the steps running on
+        # targets to stop, and let them end, so that the caller's rollback sees all they started.
+        for slot in slots:
+            cancel = getattr(slot.target, "cancel", None)
+            if callable(cancel):
+                try:
+                    cancel()
+                except Exception:  # noqa: BLE001 - best effort; the rollback still follows
+                    log.warning("%s: could not cancel its steps in flight", slot.target.name)
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     else:

@@ -174,6 +174,9 @@ class DeployReleaseOperator(PromotionStepOperator):
     def execute_after_lock(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         from stella_operators.promotion.service import fail_for_lock
 
+        if event.get("status") == "ended":
+            raise AirflowFailException(f"promotion {self.promotion_id} ended as {event.get('promotion_status')} "
+                                       "while waiting for the deploy lock")
         if event.get("status") != "free":
             reason = "lock.timeout" if event.get("status") == "timeout" else "lock.error"
             fail_for_lock(self.ledger, self.signing_key, self.promotion_id, reason=reason,

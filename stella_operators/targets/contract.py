@@ -150,6 +150,14 @@ class Target(Protocol):
         ...
 
 
+class Cancellable(Protocol):
+    """Optional for a Target: `cancel()` makes a prepare in flight stop soon (raising DeployError
+    with what it started, for the rollback). The engine calls it when its task is interrupted,
+    which must then roll back within Airflow's grace period before SIGKILL (5 s)."""
+
+    def cancel(self) -> None: ...
+
+
 def sticker_labels(sticker: VersionSticker) -> dict[str, Any]:
     """Labels that carry the sticker on a workload (full JSON plus the fields people filter on)."""
     return {

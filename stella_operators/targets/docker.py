@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import logging
 import tarfile
+import threading
 import time
 from typing import Any
 
@@ -127,9 +128,23 @@ class DockerTarget:
         self.pull_timeout_s = pull_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.poll_interval_s = poll_interval_s
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        """Make a prepare in flight stop at its next step or poll (see contract.Cancellable)."""
+        self._cancelled.set()
+
+    def _check_cancelled(self) -> None:
+        if self._cancelled.is_set():
+            raise DeployError(self.name, "cancelled: the deployment was interrupted")
 
     def __repr__(self) -> str:
         return f"DockerTarget({self.name!r}, {self.api.base_url!r})"
+
+    @property
+    def address(self) -> str:
+        """Where the engine is reached (for messages that must name the host and its address)."""
+        return str(self.api.base_url)
 
     # facts --------------------------------------------------------------------------------
     def _containers(self, app: str, component: str | None = None) -> list[dict[str, Any]]:
@@ -227,6 +242,7 @@ class DockerTarget:
         log.info("%s: %s", self.name, message)
 
     def _prepare_component(self, plan: TargetPlan, spec: ComponentSpec, prepared: PreparedChange) -> None:
+        self._check_cancelled()
         comp = spec.component
         existing = self._containers(plan.app, comp.name)
         current = None
@@ -277,6 +293,7 @@ class DockerTarget:
                                             labels=labels, healthcheck=health, host_config=host_config, detach=True)
         cid = created["Id"]
         prepared.started[comp.name] = cid
+        self._check_cancelled()
         self.api.put_archive(cid, "/", _sticker_tar(plan.sticker))
         self.api.start(cid)
         prepared.timings_ms[f"{comp.name}.start"] = _ms(t0)
@@ -304,12 +321,14 @@ class DockerTarget:
                     raise DeployError(self.name, f"pull {repository}@{digest} failed: {detail}")
                 if time.monotonic() > deadline:
                     raise DeployError(self.name, f"pull {repository}@{digest} timed out after {self.pull_timeout_s:.0f} s")
+                self._check_cancelled()
         except docker_errors.APIError as exc:
             raise DeployError(self.name, f"pull {repository}@{digest} failed: {_api_error_text(exc)}") from exc
 
     def _wait_healthy(self, component: str, name: str, cid: str, deadline: float, timeout_s: float) -> None:
         started = time.monotonic()
         while True:
+            self._check_cancelled()
             info = self.api.inspect_container(cid)
             state = info.get("State") or {}
             health = state.get("Health")
@@ -380,7 +399,7 @@ class DockerTarget:
 
     # restore / finalize: from the engine's own state ------------------------------------------
     def _where(self) -> str:
-        return f"{self.name} ({self.api.base_url})"
+        return f"{self.name} ({self.address})"
 
     def restore(self, plan: TargetPlan, previous: dict[str, str | None]) -> None:
         errors: list[str] = []

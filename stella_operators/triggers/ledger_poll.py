@@ -103,7 +103,12 @@ class EnvironmentLockTrigger(_LedgerPollTrigger):
                          ledger_conn_id=ledger_conn_id, poll_interval=poll_interval, app=app, scope=scope)
 
     def _check(self) -> dict[str, Any] | None:
+        from stella_operators.promotion.state import TERMINAL_STATUSES
+
         ledger = _ledger(self.ledger_conn_id)
+        own = ledger.get_promotion(self.promotion_id).status
+        if own in TERMINAL_STATUSES:  # e.g. aborted while waiting: nothing left to wait for
+            return {"status": "ended", "promotion_status": str(own)}
         lock = ledger.deploy_lock(self.app or "*", self.environment, scope=self.scope)
         if lock is None or lock.promotion_id == self.promotion_id or ledger.deploy_lock_is_stale(lock):
             return {"status": "free"}

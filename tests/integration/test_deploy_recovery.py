@@ -32,6 +32,7 @@ HOSTS = ("dev-1", "dev-2")
 def estate_yaml(lab) -> str:
     return textwrap.dedent(f"""
         registries: [{{host: "{lab.registry_host}", scheme: http}}]
+        approver_groups: [{{name: ops, users: [admin]}}]
         apps:
           - name: {APP}
             components:
@@ -45,6 +46,10 @@ def estate_yaml(lab) -> str:
             targets:
               - {{name: s-dev-1, type: docker, connection: {conn_id_for("dev-1")}}}
               - {{name: s-dev-2, type: docker, connection: {conn_id_for("dev-2")}}}
+          - name: gated
+            requires: []
+            approvals: {{required: 1, groups: [ops], separation_of_duties: false, timeout_s: 30}}
+            targets: [{{name: s-gated-1, type: docker, connection: {conn_id_for("dev-1")}}}]
     """)
 
 
@@ -91,8 +96,8 @@ def wait_until(predicate, timeout_s=90, what="condition", every=0.5):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def trigger(stack, release: str) -> str:
-    r = call(stack, "POST", f"/api/v2/dags/{DAG}/dagRuns",
+def trigger(stack, release: str, dag: str = DAG) -> str:
+    r = call(stack, "POST", f"/api/v2/dags/{dag}/dagRuns",
              json={"logical_date": None, "conf": {"release": release, "reason": "recovery test"}})
     assert r.status_code == 200, r.text
     return r.json()["dag_run_id"]
@@ -178,3 +183,51 @@ def test_worker_killed_mid_deploy_is_rolled_back_then_the_next_promotion_deploys
     assert ledger(stack).deploy_lock(APP, "dev") is None
     for host in HOSTS:  # the old workloads kept for a rollback were removed once verified
         assert len(engine(estate_lab, host).containers(all=True, filters={"label": f"stella.app={APP}"})) == 1
+
+
+def abort_cli(stack, promotion_id: str, reason: str):
+    return subprocess.run([sys.executable, "-m", "stella_operators.cli.main", "promotion", "abort", promotion_id,
+                           "--reason", reason, "--api-url", stack.url, "--user", "admin"],
+                          env={**os.environ, "STELLA_API_PASSWORD": stack.passwords["admin"]},
+                          capture_output=True, text=True)
+
+
+def test_stella_promotion_abort_cancels_a_promotion_waiting_for_approval(stack):
+    dag = "stella_promote__slowweb__gated"
+    run = trigger(stack, f"{APP}-1", dag=dag)
+    promo = wait_until(lambda: ledger(stack).find_promotion_by_run(dag, run), 60, "the promotion")
+    wait_until(lambda: ledger(stack).get_promotion(promo.id).status == "awaiting_approval", 90, "awaiting approval")
+    out = abort_cli(stack, promo.id, " ")
+    assert out.returncode == 1 and "refused (HTTP 422)" in out.stdout, out.stdout + out.stderr
+    out = abort_cli(stack, promo.id, "customer asked to hold the release")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith(f"aborted: promotion {promo.id} was awaiting_approval, is now cancelled")
+    led = ledger(stack)
+    assert led.get_promotion(promo.id).status == "cancelled"
+    [ev] = [e for e in led.evidence_for(promotion_id=promo.id) if e.type == "promotion"]
+    assert ev.content["by"] == "admin" and ev.content["reason"] == "customer asked to hold the release"
+    out = abort_cli(stack, promo.id, "again")
+    assert out.returncode == 1 and "HTTP 409" in out.stdout
+
+
+def test_marking_the_deploy_task_failed_mid_deploy_rolls_back_through_on_kill(stack, estate_lab):
+    """A person stops the deployment in Airflow (marks the running task failed): Airflow sends
+    SIGTERM, on_kill interrupts the deployment, which rolls both hosts back before the process exits."""
+    before = running_digests(estate_lab)
+    run = trigger(stack, f"{APP}-2")
+    promo = wait_until(lambda: ledger(stack).find_promotion_by_run(DAG, run), 60, "the promotion")
+
+    def deploying():
+        deps = ledger(stack).deployments_for(promo.id)
+        return deps and all(containers_of(estate_lab, deps[-1].id).values()) and deps[-1]
+    deployment = wait_until(deploying, 90, "new containers on both hosts", every=0.2)
+    r = call(stack, "PATCH", f"/api/v2/dags/{DAG}/dagRuns/{run}/taskInstances/deploy", json={"new_state": "failed"})
+    assert r.status_code == 200, r.text
+    led = ledger(stack)
+    wait_until(lambda: led.get_promotion(promo.id).status in ("rolled_back", "failed"), 60, "the rollback")
+    assert led.get_promotion(promo.id).status == "rolled_back"
+    assert running_digests(estate_lab) == before
+    assert containers_of(estate_lab, deployment.id) == {h: 0 for h in HOSTS}
+    assert led.deploy_lock(APP, "dev") is None
+    [rollback] = [e for e in led.evidence_for(promotion_id=promo.id) if e.type == "rollback"]
+    assert "DeploymentInterrupted" in rollback.content["reason"]

@@ -226,3 +226,15 @@ def test_lock_refusal_and_time_out_leave_evidence_and_audit(world):
         assert ev.content["reason"] == reason and ev.content["lock_holder"] == holder.id
         actions = [e.action for e in world.ledger.audit_events(f"promotion:{promo.id}")]
         assert ("lock.refused" if reason == "lock.held" else "lock.timeout") in actions
+
+
+def test_a_host_that_cannot_be_read_names_itself_and_its_address_and_nothing_starts(world):
+    def unreachable(app):
+        raise ConnectionError("connection refused")
+
+    world.hosts["b"].facts = unreachable
+    promo = world.approved(1)
+    with pytest.raises(DeploymentFailed, match=r"could not start: b \(tcp://b.lab:2375\): connection refused"):
+        deploy(world, promo)
+    assert status(world, promo) == "failed"
+    assert world.hosts["a"].calls == [] and world.ledger.deploy_lock("shop", "prod") is None
