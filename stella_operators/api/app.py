@@ -13,7 +13,12 @@ from pydantic import BaseModel, Field
 
 from stella_operators.api.evidence_page import render_evidence_page
 from stella_operators.api.ui import APPROVALS_PAGE, RELEASES_PAGE
-from stella_operators.api.views import approval_card, board, evidence_view, why_sentences
+from stella_operators.api.views import (
+    approval_card,
+    board,
+    evidence_view,
+    why_sentences,
+)
 
 app = FastAPI(title="stella-operators", version="1", description="Releases, promotions, approvals, evidence.")
 
