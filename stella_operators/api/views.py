@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from stella_operators.api.sentences import ended_sentence, gate_sentence, refusal_sentence
+from stella_operators.api.sentences import (
+    ended_sentence,
+    gate_sentence,
+    refusal_sentence,
+)
 from stella_operators.approvals.policy import DUPLICATE, Approver, eligibility
 from stella_operators.approvals.service import approval_state, effective_requirement
 from stella_operators.evidence.envelope import verify_evidence

@@ -220,10 +220,17 @@ def cmd_evidence_export(args) -> int:
 
 
 def cmd_why(args) -> int:
+    from stella_operators.api.views import why_sentences
     from stella_operators.estate.loader import load_estate
     from stella_operators.promotion.why import explain_promotion
 
-    print(explain_promotion(load_estate(args.estate), _ledger(args), args.promotion)["text"])
+    estate, ledger = load_estate(args.estate), _ledger(args)
+    out = explain_promotion(estate, ledger, args.promotion)
+    lines = out["text"].splitlines()
+    if "ended" in out:  # how it ended as sentences (as on the Releases page), not the raw audit detail
+        ended = ["  " + s for s in why_sentences(estate, ledger, ledger.get_promotion(args.promotion))]
+        lines = [line for line in lines if not line.startswith("  ended by ")] + ended
+    print("\n".join(lines))
     return 0
 
 

@@ -142,7 +142,7 @@ def _promote_dag(estate: Estate, app: str, env_name: str, path: str) -> DAG:
         release_param = Param(type="string", minLength=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$",
                               title="Release", description="Release name (e.g. shop-2.3.1) or id")
         reason_param = Param(type="string", minLength=3, pattern=REASON_PATTERN, title="Reason",
-                             description="Why; goes into the evidence")
+                             description="Why; goes into the evidence (white space alone is refused)")
     timeout = timedelta(seconds=env.deploy_timeout_s + 60)
     with DAG(dag_id=promote_dag_id(app, env_name), schedule=schedule, start_date=START, catchup=False,
              params={"release": release_param, "reason": reason_param,

@@ -65,10 +65,8 @@ def ui_stack(registry, image_workdir, tmp_path_factory):
             stack.wait_for_dag(dag_id, stack.tokens["admin"])
         yield stack
     finally:
-        try:
+        if hasattr(stack, "http"):
             stack.http.close()
-        except AttributeError:
-            pass
         stack.stop()
 
 
@@ -101,7 +99,7 @@ class Person:
         self.errors: list[str] = []   # script errors on our pages fail the test that saw them
         self.page.on("pageerror", lambda exc: self.errors.append(f"{self.page.url}: {exc}"))
 
-    def login(self) -> "Person":
+    def login(self) -> Person:
         page = self.page
         page.goto(self.stack.url + "/")
         page.get_by_label("Username").fill(self.user)

@@ -85,6 +85,21 @@ def promotion(ui_stack, people):
     return promos[0]
 
 
+def test_a_reason_of_spaces_is_refused_by_the_trigger_form(people, promotion, ui_stack):
+    admin = people("admin")
+    page = admin.page
+    page.goto(f"{ui_stack.url}/dags/{DEV_DAG}")
+    page.get_by_role("button", name="Trigger").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.locator("#element_release").fill("shop-1.0.0")
+    dialog.locator("#element_reason").fill("   ")
+    dialog.get_by_test_id("trigger-dag-submit").click()
+    dialog.get_by_text("Invalid input for param reason").wait_for()
+    admin.shot("blank-reason-refused")
+    assert "/runs/" not in page.url
+    assert len(api(ui_stack, "/stella/api/v1/ui/approvals")["promotions"]) == 1   # only the real one
+
+
 def test_requester_sees_why_they_cannot_approve(people, promotion):
     admin = people("admin")
     frame = open_stella_view(admin, "Stella approvals")

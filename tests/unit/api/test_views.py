@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -44,7 +44,7 @@ def waiting(ledger, rel, requested_by: str = "admin"):
     ledger.transition(p.id, S.EVALUATING, actor=requested_by)
     ledger.record_gate_verdicts(p.id, [(GateVerdict(
         gate_type="upstream", gate_name="upstream", verdict="pass", reasons=(), message="no upstream environment",
-        inputs_hash="sha256:" + "0" * 64, evaluated_at=datetime.now(timezone.utc)), {})])
+        inputs_hash="sha256:" + "0" * 64, evaluated_at=datetime.now(UTC)), {})])
     return ledger.transition(p.id, S.AWAITING_APPROVAL, actor="stella")
 
 
@@ -97,8 +97,8 @@ def test_why_for_rejected_and_failed_promotions_are_sentences(ledger):
     # an error that names no host gets the environment's targets added
     vague = deployed(ledger, rel, {}, final=S.FAILED, error="Failed to establish connection to any given Docker hosts.")
     assert why_sentences(ESTATE, ledger, vague) == [
-        "The deployment failed: Failed to establish connection to any given Docker hosts "
-        "(on one of dev-1, dev-2, in dev)."]
+        ("The deployment failed: Failed to establish connection to any given Docker hosts "
+         "(on one of dev-1, dev-2, in dev).")]
 
 
 def test_board_marks_an_environment_degraded_when_its_hosts_disagree(ledger):

@@ -28,7 +28,7 @@ def stella(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "STELLA_HOME": str(tmp_path / "home"),
            "AIRFLOW_CONN_STELLA_LEDGER": json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "ledger.db")})}
     return subprocess.run([sys.executable, "-m", "stella_operators.cli.main", *args], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_status_prints_only_the_status_and_migrations_say_nothing_twice(tmp_path):
@@ -55,3 +55,17 @@ def test_status_shows_each_host_and_marks_a_degraded_environment(tmp_path):
     assert lines[0].endswith("DEGRADED: dev-2 runs nothing (last result: failed)")
     assert lines[1].split()[:6] == ["dev-1", "shop-1,", "last", "result", "rolled_back", "at"]
     assert lines[2].split()[:6] == ["dev-2", "runs", "nothing,", "last", "result", "failed"]
+
+
+def test_why_says_how_a_promotion_ended_in_sentences(tmp_path):
+    (tmp_path / "estate.yaml").write_text(ESTATE)
+    with Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        rel = release(ledger, "shop-1", "1.0.0", D1)
+        failed = deployed(ledger, rel, {"dev-1": ("failed", None)}, final=S.FAILED,
+                          error="Failed to establish connection to any given Docker hosts.")
+    out = stella(tmp_path, "why", failed.id, "--estate", "estate.yaml")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        f"promotion {failed.id}: shop -> dev, status failed",
+        ("  The deployment failed: Failed to establish connection to any given Docker hosts "
+         "(on one of dev-1, dev-2, in dev).")]

@@ -7,7 +7,11 @@ import textwrap
 
 import pytest
 
-from stella_operators.dag_builder import build_estate_dags, promote_dag_id, release_dag_id
+from stella_operators.dag_builder import (
+    build_estate_dags,
+    promote_dag_id,
+    release_dag_id,
+)
 
 ESTATE = textwrap.dedent("""
     registries: [{host: "reg.local:5000", scheme: http}]

@@ -6,7 +6,11 @@ import pytest
 
 from stella_operators.estate.models import Estate
 from stella_operators.ledger import Ledger
-from stella_operators.promotion.service import PromotionRefused, PromotionRequest, request_promotion
+from stella_operators.promotion.service import (
+    PromotionRefused,
+    PromotionRequest,
+    request_promotion,
+)
 from stella_operators.release.model import ComponentDigest
 from stella_operators.release.service import cut_release
 
