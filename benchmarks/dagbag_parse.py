@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stella_operators.dag_builder.render import render_dag_files, shard_count  # noqa: E402
+from stella_operators.dag_builder.render import render_dag_files, shard_count
 
 MEASURE = textwrap.dedent("""
     import sys, time

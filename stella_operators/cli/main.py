@@ -43,11 +43,10 @@ def cmd_schema(args) -> int:
 
 def cmd_target_types(args) -> int:
     """Installed target types (entry point group `stella_operators.targets`): one name per line."""
-    from importlib.metadata import entry_points
-
+    from stella_operators.entry_points import stella_entry_points
     from stella_operators.estate.checks import TARGET_TYPES_GROUP
 
-    eps = sorted(entry_points(group=TARGET_TYPES_GROUP), key=lambda ep: ep.name)
+    eps = sorted(stella_entry_points(TARGET_TYPES_GROUP), key=lambda ep: ep.name)
     if args.json:
         rows = [{"name": ep.name, "object": ep.value, "distribution": ep.dist.name if ep.dist else None,
                  "version": ep.dist.version if ep.dist else None} for ep in eps]

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from importlib.metadata import entry_points
 
+from stella_operators.entry_points import stella_entry_points
 from stella_operators.estate.models import Estate
 
 TARGET_TYPES_GROUP = "stella_operators.targets"
 
 
 def known_target_types() -> set[str]:
-    return {ep.name for ep in entry_points(group=TARGET_TYPES_GROUP)}
+    return {ep.name for ep in stella_entry_points(TARGET_TYPES_GROUP)}
 
 
 def cross_check(estate: Estate) -> Iterator[tuple[tuple, str, str]]:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
 from typing import Any
 
 from pydantic import ValidationError
 
+from stella_operators.entry_points import stella_entry_points
 from stella_operators.gates.contract import GATES_GROUP, Gate, GateConfigError
 
 
 def gate_types(names: set[str] | None = None) -> dict[str, type]:
     """Installed gate types; with `names`, import only those (DAG parsing pays for what it uses).
     Names that are not installed still appear in the error `build_gate` raises, via `known`."""
-    eps = list(entry_points(group=GATES_GROUP))
+    eps = stella_entry_points(GATES_GROUP)
     loaded = {ep.name: ep.load() for ep in eps if names is None or ep.name in names}
     return _Known(loaded, known=sorted(ep.name for ep in eps))
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from functools import cached_property
-from importlib.metadata import entry_points
 from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from stella_operators.entry_points import stella_entry_points
 from stella_operators.estate.checks import TARGET_TYPES_GROUP
 from stella_operators.estate.loader import load_estate
 from stella_operators.estate.models import Estate, TargetConfig
@@ -22,7 +22,7 @@ def actor_of(context: Any) -> str:
 
 def build_target(target: TargetConfig):
     """Instantiate a Target through the `stella_operators.targets` entry point of its type."""
-    for ep in entry_points(group=TARGET_TYPES_GROUP):
+    for ep in stella_entry_points(TARGET_TYPES_GROUP):
         if ep.name == target.type:
             return ep.load()(target)
     raise ValueError(f"target {target.name}: no installed target type {target.type!r}")

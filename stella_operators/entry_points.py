@@ -1,0 +1,52 @@
+"""Entry points of stella's own groups (target types, gate types), also when stella-operators is
+not pip-installed.
+
+A deployment that mounts DAGs and plugins folders with the package importable from a path (the
+Astro-style layout, `plugins/stella_plugin.py`) has no distribution metadata, hence none of the
+entry points pyproject.toml declares: without this fallback, no built-in target or gate type
+would exist there. Installed distributions (ours or a third party's) are always listed; the
+built-ins are added only when the stella-operators distribution is absent, so nothing is found
+twice. tests/unit/test_entry_points.py keeps BUILT_IN equal to pyproject.toml.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.metadata import EntryPoint, PackageNotFoundError, distribution, entry_points
+
+DISTRIBUTION = "stella-operators"
+PLUGIN_OBJECT = "stella_operators.plugin:StellaPlugin"
+
+BUILT_IN: dict[str, dict[str, str]] = {
+    "stella_operators.targets": {
+        "docker": "stella_operators.hooks.docker_engine:docker_target",
+    },
+    "stella_operators.gates": {
+        "freeze": "stella_operators.gates.freeze.gate:FreezeGate",
+        "policy": "stella_operators.gates.policy.gate:PolicyGate",
+        "security": "stella_operators.gates.security.gate:SecurityGate",
+    },
+}
+
+
+@cache
+def distribution_installed() -> bool:
+    try:
+        distribution(DISTRIBUTION)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+def stella_entry_points(group: str) -> list[EntryPoint]:
+    """Entry points of `group`, plus stella's built-ins when the distribution is not installed."""
+    eps = list(entry_points(group=group))
+    if not distribution_installed():
+        have = {ep.name for ep in eps}
+        eps += [EntryPoint(name, value, group) for name, value in BUILT_IN.get(group, {}).items() if name not in have]
+    return eps
+
+
+def plugin_entry_point_installed() -> bool:
+    """True when Airflow will load our plugin from the `airflow.plugins` entry point."""
+    return any(ep.value.replace(" ", "") == PLUGIN_OBJECT for ep in entry_points(group="airflow.plugins"))

@@ -1,0 +1,25 @@
+"""What Airflow's providers manager is told about stella-operators is true."""
+
+import re
+
+from stella_operators.entry_points import BUILT_IN
+from stella_operators.provider_info import get_provider_info
+
+NOT_BUILT = ("compose", "ecs", "nomad", "ssh", "winrm", "podman")  # ("not Kubernetes" is true)
+
+
+def test_description_names_only_built_target_types():
+    text = get_provider_info()["description"].lower()
+    named = [t for t in NOT_BUILT if re.search(rf"\b{t}\b", text)]
+    assert named == [], f"advertised but not built: {named}"
+    assert all(t in text for t in BUILT_IN["stella_operators.targets"])
+
+
+def test_airflow_providers_manager_reads_it():
+    from airflow.providers_manager import ProvidersManager
+
+    pm = ProvidersManager()
+    info = pm.providers["stella-operators"]
+    assert info.data["description"] == get_provider_info()["description"]
+    hook = pm.hooks["stella_docker_engine"]
+    assert hook is not None and hook.hook_class_name == "stella_operators.hooks.docker_engine.DockerEngineHook"
