@@ -158,7 +158,10 @@ def target_states(estate, ledger, app: str, env_name: str, recent: list) -> list
     """Each target's last recorded result in this environment: what it runs, how it went."""
     env = estate.environment(env_name)
     last: dict[str, tuple[Any, Any]] = {}
-    for promo in recent:  # newest request first
+    wanted = {t.name for t in env.targets}
+    for promo in recent:  # newest request first: stop once every target has its latest result
+        if wanted <= last.keys():
+            break
         if promo.app != app or promo.environment != env_name:
             continue
         for dep in ledger.deployments_for(promo.id):
