@@ -183,7 +183,9 @@ def target_states(estate, ledger, app: str, env_name: str, recent: list) -> list
         name = _release_for(running, candidates) if running else None
         out.append({"target": t.name, "release": name if running else None,
                     "runs_nothing": not running, "digests": running, "result": tr.status,
-                    "healthy": tr.status in GOOD_TARGET, "at": tr.recorded_at.isoformat(),
+                    # rolled back and running again what it ran before: back in a good state
+                    "healthy": tr.status in GOOD_TARGET or (tr.status == "rolled_back" and bool(running)),
+                    "at": tr.recorded_at.isoformat(),
                     "promotion_id": promo.id})
     return out
 
