@@ -158,7 +158,10 @@ def target_states(estate, ledger, app: str, env_name: str, recent: list) -> list
     """Each target's last recorded result in this environment: what it runs, how it went."""
     env = estate.environment(env_name)
     last: dict[str, tuple[Any, Any]] = {}
-    for promo in recent:  # newest request first
+    wanted = {t.name for t in env.targets}
+    for promo in recent:  # newest request first: stop once every target has its latest result
+        if wanted <= last.keys():
+            break
         if promo.app != app or promo.environment != env_name:
             continue
         for dep in ledger.deployments_for(promo.id):
@@ -180,7 +183,9 @@ def target_states(estate, ledger, app: str, env_name: str, recent: list) -> list
         name = _release_for(running, candidates) if running else None
         out.append({"target": t.name, "release": name if running else None,
                     "runs_nothing": not running, "digests": running, "result": tr.status,
-                    "healthy": tr.status in GOOD_TARGET, "at": tr.recorded_at.isoformat(),
+                    # rolled back and running again what it ran before: back in a good state
+                    "healthy": tr.status in GOOD_TARGET or (tr.status == "rolled_back" and bool(running)),
+                    "at": tr.recorded_at.isoformat(),
                     "promotion_id": promo.id})
     return out
 

@@ -139,6 +139,16 @@ def people(browser, ui_stack, artifacts) -> Iterator:
 _OPEN: dict[str, Person] = {}
 
 
+@pytest.fixture(autouse=True)
+def no_script_errors():
+    """A script error on a page fails the test that saw it (the page may look fine and be broken)."""
+    yield
+    errors = [e for person in _OPEN.values() for e in person.errors]
+    for person in _OPEN.values():
+        person.errors.clear()
+    assert not errors, "script errors in the browser:\n" + "\n".join(errors)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield

@@ -116,6 +116,6 @@ def test_board_marks_an_environment_degraded_when_its_hosts_disagree(ledger):
     assert cell["name"] == "shop-1" and cell["degraded"]
     assert cell["problems"] == ["dev-2 runs nothing (last result: failed)"]
     assert [(t["target"], t["release"], t["healthy"]) for t in cell["targets"]] == [
-        ("dev-1", "shop-1", False), ("dev-2", None, False)]
+        ("dev-1", "shop-1", True), ("dev-2", None, False)]
     timeline = board(ESTATE, ledger)["timeline"]
     assert timeline[0]["status"] == "rolled_back" and timeline[1]["approved_by"] == []
