@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
 from datetime import datetime
 
-from stella_operators.deploy.engine import DeploymentOutcome, TargetOutcome, run_deployment
+from stella_operators.deploy.engine import (
+    DeploymentOutcome,
+    TargetOutcome,
+    run_deployment,
+)
 from stella_operators.deploy.planner import plan_deployment
 from stella_operators.deploy.rollback import finalize_targets
 from stella_operators.estate.models import Estate, TargetConfig
