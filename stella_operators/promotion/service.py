@@ -12,7 +12,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from stella_operators.deploy.engine import DeploymentOutcome, TargetOutcome, run_deployment
+from stella_operators.deploy.engine import (
+    DeploymentOutcome,
+    TargetOutcome,
+    run_deployment,
+)
 from stella_operators.deploy.planner import plan_deployment
 from stella_operators.deploy.rollback import finalize_targets
 from stella_operators.estate.models import Estate, TargetConfig

@@ -7,10 +7,14 @@ from datetime import timedelta
 import pytest
 
 from stella_operators.approvals.policy import Approver
-from stella_operators.promotion.abort import AbortConflict, AbortRefused, abort_promotion
+from stella_operators.promotion.abort import (
+    AbortConflict,
+    AbortRefused,
+    abort_promotion,
+)
 from stella_operators.promotion.service import deploy_promotion
 from stella_operators.promotion.state import PromotionStatus as S
-from tests.unit.promotion.fakes import T0, World, Workload, digest
+from tests.unit.promotion.fakes import T0, Workload, World, digest
 
 
 class Clock:

@@ -3,20 +3,24 @@ then waited for approvals does not deploy inside the window."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from stella_operators.approvals.policy import Approver
 from stella_operators.approvals.service import settle_approval, submit_approval
 from stella_operators.promotion.gating import evaluate_promotion
-from stella_operators.promotion.service import DeploymentFailed, FrozenAtDeploy, deploy_promotion
+from stella_operators.promotion.service import (
+    DeploymentFailed,
+    FrozenAtDeploy,
+    deploy_promotion,
+)
 from stella_operators.promotion.state import PromotionStatus as S
 from tests.unit.promotion.fakes import World, digest
 
 
 def freeze_gate(**extra):
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     window = {"name": "year-end", "timezone": "UTC", "start": (now - timedelta(hours=1)).isoformat(),
               "end": (now + timedelta(hours=1)).isoformat(), "description": "sale"}
     return {"type": "freeze", "windows": [window], **extra}, now
