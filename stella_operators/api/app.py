@@ -3,19 +3,23 @@ nothing is reachable without Airflow authentication, and approver identity is ne
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from airflow.api_fastapi.core_api.security import GetUserDep
-from fastapi import FastAPI, HTTPException, Query, Request, status
+from fastapi import FastAPI, HTTPException, Path, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from stella_operators.api.evidence_page import render_evidence_page
 from stella_operators.api.ui import APPROVALS_PAGE, RELEASES_PAGE
 from stella_operators.api.views import approval_card, board, evidence_view, why_sentences
+from stella_operators.promotion.state import PromotionStatus
 from stella_operators.settings import estate_path
 
-app = FastAPI(title="stella-operators", version="1", description="Releases, promotions, approvals, evidence.")
+app = FastAPI(title="stella-operators", version="1",
+              description="Releases, promotions, approvals, evidence. Every route needs Airflow authentication "
+                          "(a JWT from `POST /auth/token`, or the UI's cookie) except this schema and its docs "
+                          "pages, which are public as Airflow's own `/openapi.json` and `/docs` are.")
 
 
 class ApprovalBody(BaseModel):
@@ -76,16 +80,24 @@ def _promotion_view(ledger, estate, promo) -> dict[str, Any]:
     return view
 
 
+# Query and path values are checked here, so a bad one answers 422 naming the rule or the allowed
+# values (FastAPI's validation error), never a 500 from deeper down.
+_NAME = r"^[a-z][a-z0-9-]{0,62}$"  # app and environment names, as in the estate
+_ID = Path(max_length=200, description="id as the ledger gave it")
+
+
 @app.get("/api/v1/promotions")
-def list_promotions(user: GetUserDep, status_: str = Query("awaiting_approval", alias="status"),
-                    app_: str | None = Query(None, alias="app"), environment: str | None = None) -> dict[str, Any]:
+def list_promotions(user: GetUserDep,
+                    status_: PromotionStatus = Query(PromotionStatus.AWAITING_APPROVAL, alias="status"),
+                    app_: str | None = Query(None, alias="app", pattern=_NAME),
+                    environment: str | None = Query(None, pattern=_NAME)) -> dict[str, Any]:
     ledger, estate = _ledger(), _estate()
     promos = ledger.promotions_with_status(status_, app=app_, environment=environment)
     return {"promotions": [_promotion_view(ledger, estate, p) for p in promos]}
 
 
 @app.get("/api/v1/promotions/{promotion_id}")
-def get_promotion(promotion_id: str, user: GetUserDep) -> dict[str, Any]:
+def get_promotion(user: GetUserDep, promotion_id: Annotated[str, _ID]) -> dict[str, Any]:
     from stella_operators.ledger import NotFound
     from stella_operators.promotion.why import explain_promotion
 
@@ -104,7 +116,7 @@ def get_promotion(promotion_id: str, user: GetUserDep) -> dict[str, Any]:
 
 
 @app.post("/api/v1/promotions/{promotion_id}/approvals")
-def approve(promotion_id: str, body: ApprovalBody, request: Request, user: GetUserDep) -> JSONResponse:
+def approve(promotion_id: Annotated[str, _ID], body: ApprovalBody, request: Request, user: GetUserDep) -> JSONResponse:
     from stella_operators.approvals.policy import BOUND_TO_OTHER_RELEASE, CLOSED
     from stella_operators.approvals.service import submit_approval
     from stella_operators.hooks.signing import SigningKeyHook
@@ -131,7 +143,7 @@ def approve(promotion_id: str, body: ApprovalBody, request: Request, user: GetUs
 
 
 @app.post("/api/v1/promotions/{promotion_id}/abort")
-def abort(promotion_id: str, body: AbortBody, request: Request, user: GetUserDep) -> dict[str, Any]:
+def abort(promotion_id: Annotated[str, _ID], body: AbortBody, request: Request, user: GetUserDep) -> dict[str, Any]:
     """End a waiting or stuck promotion: `cancelled`, or rolled back if it was deploying. Only its
     requester, an approver of its environment or an admin may. 403: not allowed (the body says who
     may); 409: already finished, or its deploy task is alive; 422: no reason given."""
@@ -160,7 +172,7 @@ def abort(promotion_id: str, body: AbortBody, request: Request, user: GetUserDep
 
 
 @app.get("/api/v1/evidence/{evidence_id}")
-def get_evidence(evidence_id: str, user: GetUserDep) -> JSONResponse:
+def get_evidence(user: GetUserDep, evidence_id: Annotated[str, _ID]) -> JSONResponse:
     import json
 
     from stella_operators.ledger import NotFound
@@ -194,7 +206,7 @@ def approvals_page(user: GetUserDep) -> str:
 
 
 @app.get("/api/v1/ui/approvals")
-def approvals_for_page(user: GetUserDep, promotion: str | None = None) -> dict[str, Any]:
+def approvals_for_page(user: GetUserDep, promotion: Annotated[str | None, _ID] = None) -> dict[str, Any]:
     """Waiting promotions (or one, whatever its status) as the signed-in user sees them: current ->
     new per component, gate verdicts, requester and reason, and whether this user may decide."""
     from stella_operators.ledger import NotFound
@@ -213,7 +225,7 @@ def board_for_page(user: GetUserDep, limit: int = Query(30, ge=1, le=500)) -> di
 
 
 @app.get("/api/v1/ui/why/{promotion_id}")
-def why_for_page(promotion_id: str, user: GetUserDep) -> dict[str, Any]:
+def why_for_page(promotion_id: Annotated[str, _ID], user: GetUserDep) -> dict[str, Any]:
     """Why a promotion stands where it does, in sentences."""
     from stella_operators.ledger import NotFound
 
@@ -227,7 +239,7 @@ def why_for_page(promotion_id: str, user: GetUserDep) -> dict[str, Any]:
 
 
 @app.get("/ui/evidence/{evidence_id}", response_class=HTMLResponse)
-def evidence_page(evidence_id: str, user: GetUserDep) -> str:
+def evidence_page(evidence_id: Annotated[str, _ID], user: GetUserDep) -> str:
     from stella_operators.ledger import NotFound
 
     try:

@@ -79,26 +79,88 @@ def _ledger(args):
     return LedgerHook(args.ledger_conn_id).get_conn()
 
 
-def cmd_release_create(args) -> int:
-    from stella_operators.estate.loader import load_estate
-    from stella_operators.hooks.signing import SigningKeyHook
-    from stella_operators.hooks.registry import registry_resolver
-    from stella_operators.release.service import cut_release, record_release
+def _api_login(client, user: str) -> str | None:
+    """A JWT for `user` from the Airflow API server (password: STELLA_API_PASSWORD or a prompt)."""
+    import getpass
 
-    refs = {}
-    for item in args.refs:
-        if "=" not in item:
-            raise SystemExit(f"stella: give components as NAME=TAG or NAME=sha256:..., not {item!r}")
-        k, v = item.split("=", 1)
-        refs[k] = v
+    password = os.environ.get("STELLA_API_PASSWORD") or getpass.getpass(f"Airflow password for {user}: ")
+    r = client.post("/auth/token", json={"username": user, "password": password})
+    if r.status_code >= 400:
+        print(f"stella: login as {user} failed: HTTP {r.status_code}", file=sys.stderr)
+        return None
+    return r.json()["access_token"]
+
+
+def cmd_release_create(args) -> int:
+    """Cut a release through the Airflow API server, as the logged-in Airflow user: it triggers the
+    app's release DAG, whose task records the run's triggering user as the creator. The creator is
+    what separation of duties compares approvers with, so it is never a flag (as for `approve`)."""
+    import time
+
+    import httpx
+
+    from stella_operators.dag_builder import release_dag_id
+    from stella_operators.estate.loader import load_estate
+
+    def usage(msg: str) -> int:
+        print(f"stella: {msg}", file=sys.stderr)
+        return 2
+
+    bad = [item for item in args.refs if "=" not in item]
+    if bad:
+        return usage(f"give components as NAME=TAG or NAME=sha256:..., not {bad[0]!r}")
+    refs = dict(item.split("=", 1) for item in args.refs)
     estate = load_estate(args.estate)
-    release = cut_release(estate, app=args.app, name=args.name, refs=refs, resolve=registry_resolver(estate),
-                          created_by=args.user or os.environ.get("USER", "cli"),
-                          source={"commit": args.commit} if args.commit else {})
-    record_release(_ledger(args), SigningKeyHook().get_conn(), release)
-    print(json.dumps({"release_id": release.id, "name": release.name, "content_hash": release.content_hash,
-                      "components": {c.name: c.ref for c in release.components}}, indent=2))
+    if args.app not in {a.name for a in estate.apps}:
+        return usage(f"no app {args.app!r} in {args.estate} (apps: {', '.join(a.name for a in estate.apps)})")
+    comps = [c.name for c in estate.app(args.app).components]
+    unknown, missing = sorted(set(refs) - set(comps)), [c for c in comps if c not in refs]
+    if unknown or missing:
+        return usage(f"app {args.app} has components {', '.join(comps)}"
+                     + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+                     + (f"; missing: {', '.join(missing)}" if missing else ""))
+    dag_id = release_dag_id(args.app)
+    with httpx.Client(base_url=args.api_url.rstrip("/"), timeout=30) as client:
+        token = _api_login(client, args.user)
+        if token is None:
+            return 2
+        client.headers["Authorization"] = f"Bearer {token}"
+        conf = {"name": args.name, **refs, "source_commit": args.commit or ""}
+        r = client.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
+        if r.status_code >= 400:
+            print(f"refused (HTTP {r.status_code}): {_detail(r)}", file=sys.stderr)
+            return 1
+        run_id = r.json()["dag_run_id"]
+        print(f"triggered {dag_id} run {run_id} as {args.user}", file=sys.stderr)
+        if args.no_wait:
+            print(json.dumps({"dag_id": dag_id, "run_id": run_id}))
+            return 0
+        run_url = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"
+        deadline = time.monotonic() + args.timeout
+        state = None
+        while time.monotonic() < deadline:
+            state = client.get(run_url).json().get("state")
+            if state in ("success", "failed"):
+                break
+            time.sleep(1)
+        if state != "success":
+            print(f"stella: release run {run_id} ended {state or 'unknown'} (after {args.timeout:.0f} s at most): "
+                  f"see the create_release task log in Airflow", file=sys.stderr)
+            return 1
+        r = client.get(f"{run_url}/taskInstances/create_release/xcomEntries/return_value", params={"deserialize": True})
+        value = r.json().get("value") if r.status_code < 400 else None
+        if isinstance(value, str):
+            value = json.loads(value)
+    print(json.dumps({"dag_id": dag_id, "run_id": run_id, **(value or {})}, indent=2))
     return 0
+
+
+def _detail(r) -> str:
+    try:
+        body = r.json()
+    except ValueError:
+        return r.text[:500]
+    return str(body.get("detail", body)) if isinstance(body, dict) else str(body)
 
 
 def cmd_status(args) -> int:
@@ -351,12 +413,19 @@ def build_parser() -> argparse.ArgumentParser:
     dr.set_defaults(func=cmd_dags_render)
 
     r = sub.add_parser("release", help="releases").add_subparsers(dest="release_cmd", required=True)
-    rc = r.add_parser("create", help="resolve tags to digests and seal a release")
+    rc = r.add_parser("create", help="seal a release through the Airflow API server, as your Airflow login",
+                      description="Triggers the app's release DAG as the logged-in Airflow user, who is recorded "
+                                  "as the release's creator (separation of duties relies on it), and waits for it.")
     rc.add_argument("--estate", default=_default_estate())
     rc.add_argument("--app", required=True)
     rc.add_argument("--name", required=True)
     rc.add_argument("--commit")
-    rc.add_argument("--user", help="recorded as created_by (default $USER)")
+    rc.add_argument("--api-url", default=os.environ.get("STELLA_API_URL", "http://localhost:8080"))
+    rc.add_argument("--user", default=os.environ.get("STELLA_API_USER", os.environ.get("USER", "admin")),
+                    help="Airflow user to log in as (password from STELLA_API_PASSWORD or a prompt); "
+                         "recorded as the creator")
+    rc.add_argument("--timeout", type=float, default=600, help="seconds to wait for the release run")
+    rc.add_argument("--no-wait", action="store_true", help="print the run id and return")
     rc.add_argument("refs", nargs="+", metavar="COMPONENT=TAG|sha256:DIGEST")
     rc.set_defaults(func=cmd_release_create)
 
