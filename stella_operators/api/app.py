@@ -240,9 +240,15 @@ def why_for_page(promotion_id: Annotated[str, _ID], user: GetUserDep) -> dict[st
 
 @app.get("/ui/evidence/{evidence_id}", response_class=HTMLResponse)
 def evidence_page(evidence_id: Annotated[str, _ID], user: GetUserDep) -> str:
+    from stella_operators.evidence.trust import TrustStoreError
+    from stella_operators.hooks.trust import TrustStoreHook
     from stella_operators.ledger import NotFound
 
     try:
-        return render_evidence_page(evidence_view(_ledger(), evidence_id))
+        trust: Any = TrustStoreHook().get_conn()
+    except TrustStoreError as exc:
+        trust = exc
+    try:
+        return render_evidence_page(evidence_view(_ledger(), evidence_id, trust))
     except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no evidence {evidence_id}") from None

@@ -17,7 +17,8 @@ from stella_operators.api.sentences import (
 )
 from stella_operators.approvals.policy import DUPLICATE, Approver, eligibility
 from stella_operators.approvals.service import approval_state, effective_requirement
-from stella_operators.evidence.envelope import verify_evidence
+from stella_operators.evidence.envelope import Verification, verify_evidence
+from stella_operators.evidence.trust import TrustStore, TrustStoreError
 from stella_operators.promotion.state import PromotionStatus as S
 from stella_operators.promotion.why import last_transition, not_passed
 
@@ -241,10 +242,14 @@ def board(estate, ledger, limit: int = 30) -> dict[str, Any]:
             "timeline": timeline, "pending_approvals": len(ledger.promotions_with_status("awaiting_approval"))}
 
 
-def evidence_view(ledger, evidence_id: str) -> dict[str, Any]:
-    """One evidence record as people read it, verified against the ledger's registered keys."""
+def evidence_view(ledger, evidence_id: str, trust: TrustStore | TrustStoreError) -> dict[str, Any]:
+    """One evidence record as people read it, verified against the configured trust store (never the
+    ledger's self-registered keys); with no trust store it reads "not verified" and says why."""
     record = ledger.get_evidence(evidence_id)   # NotFound for the caller
-    check = verify_evidence(record, ledger.trusted_keys())
+    if isinstance(trust, TrustStoreError):
+        check = Verification(False, str(trust), key_id=record.key_id, evidence_id=record.id)
+    else:
+        check = verify_evidence(record, trust.keys)
     try:
         content = record.content
     except (KeyError, ValueError, TypeError):

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 from devstack.airflow_stack import AirflowStack
+from devstack.keys import evidence_key_env
 from devstack.registry import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -44,7 +45,8 @@ def start_stack(workdir: Path, registry_host_port: str) -> AirflowStack:
     env = {"STELLA_ESTATE": str(estate), "STELLA_HOME": str(workdir / "stella"),
            "AIRFLOW_CONN_STELLA_LEDGER": json.dumps({"conn_type": "sqlite", "host": str(workdir / "ledger.db")}),
            "AIRFLOW_CONN_STELLA_DOCKER_DEV_1": json.dumps({"conn_type": "stella_docker_engine",
-                                                           "host": "127.0.0.1", "port": dead_port})}
+                                                           "host": "127.0.0.1", "port": dead_port}),
+           **evidence_key_env(workdir)}  # a signing key and its public key as the trust root, as the demo
     stack = AirflowStack(home=workdir / "airflow", dags_folder=ROOT / "dags", users=USERS, env=env)
     stack.estate_path = estate
     stack.ledger_path = workdir / "ledger.db"

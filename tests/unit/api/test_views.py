@@ -119,3 +119,24 @@ def test_board_marks_an_environment_degraded_when_its_hosts_disagree(ledger):
         ("dev-1", "shop-1", True), ("dev-2", None, False)]
     timeline = board(ESTATE, ledger)["timeline"]
     assert timeline[0]["status"] == "rolled_back" and timeline[1]["approved_by"] == []
+
+
+def test_evidence_view_verifies_only_against_the_trust_store(ledger):
+    """The readable evidence page says "verifies" only for a key the operator trusts: a key that merely
+    registered itself in the ledger (anyone who can run a task can do that) reads as untrusted."""
+    from stella_operators.api.views import evidence_view
+    from stella_operators.evidence.keys import SigningKey
+    from stella_operators.evidence.recorder import record_evidence
+    from stella_operators.evidence.trust import TrustStoreError, load_trust_store
+
+    trusted, intruder = SigningKey.generate(), SigningKey.generate()
+    rel = release(ledger, "shop-1", "1.0", D1)
+    good = record_evidence(ledger, trusted, "release", rel, {"note": "by the real key"})
+    forged = record_evidence(ledger, intruder, "release", rel, {"note": "by a self-registered key"})
+    store = load_trust_store(pems=[trusted.public_pem().decode()], source="test")
+
+    assert evidence_view(ledger, good.id, store)["verified"] is True
+    view = evidence_view(ledger, forged.id, store)
+    assert view["verified"] is False and intruder.key_id in view["verify_reason"]
+    unconfigured = evidence_view(ledger, good.id, TrustStoreError("no trust store configured"))
+    assert unconfigured["verified"] is False and "no trust store" in unconfigured["verify_reason"]
