@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -415,3 +415,10 @@ class Ledger(LedgerDecisions, LedgerLocks):
     def verify_audit_chain(self) -> tuple[bool, int | None]:
         with self._read() as conn:
             return verify_chain(conn)
+
+
+if TYPE_CHECKING:  # mypy proves the Ledger fulfils every concept's Protocol (ledger/protocols.py)
+    from stella_operators.ledger.protocols import FullLedger
+
+    def _is_a_full_ledger(ledger: Ledger) -> FullLedger:
+        return ledger
