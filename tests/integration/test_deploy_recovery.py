@@ -136,8 +136,10 @@ def containers_of(lab, deployment_id: str) -> dict[str, int]:
 
 def release(stack, name: str, tag: str) -> None:
     out = subprocess.run([sys.executable, "-m", "stella_operators.cli.main", "release", "create", "--estate",
-                          str(stack.estate_path), "--app", APP, "--name", name, f"web={tag}", "--user", "ci"],
-                         env={**os.environ, **stack.env_extra}, capture_output=True, text=True, check=False)
+                          str(stack.estate_path), "--app", APP, "--name", name, f"web={tag}",
+                          "--api-url", stack.url, "--user", "admin"],
+                         env={**os.environ, **stack.env_extra, "STELLA_API_PASSWORD": stack.passwords["admin"]},
+                         capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
 
 

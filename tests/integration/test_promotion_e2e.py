@@ -203,36 +203,24 @@ def test_unknown_tag_fails_the_release_run_clearly(estate, dagbag, ledger):
     assert ledger.find_release("shop", "shop-nope") is None
 
 
-def test_cli_release_create_resolves_through_the_real_registry(estate, ledger):
-    out = stella_cli("release", "create", "--estate", str(estate["path"]), "--app", "shop",
-                     "--name", "shop-cli-1.0.0", "web=1.0.0", "--user", "carol")
-    assert out.returncode == 0, out.stderr
-    assert estate["digests"]["1.0.0"] in out.stdout
-    rel = ledger.find_release("shop", "shop-cli-1.0.0")
-    assert rel.created_by == "carol" and rel.digests() == {"web": estate["digests"]["1.0.0"]}
-    # an unknown tag: a one-line error, exit 1, nothing recorded
-    out = stella_cli("release", "create", "--estate", str(estate["path"]), "--app", "shop",
-                     "--name", "shop-cli-missing", "web=0.0.0-missing")
-    assert out.returncode == 1 and "Traceback" not in out.stderr
-    assert "0.0.0-missing" in out.stderr and len(out.stderr.strip().splitlines()) == 1
-    assert ledger.find_release("shop", "shop-cli-missing") is None
-
-
-def test_a_self_registered_key_cannot_forge_an_approval(estate, ledger, tmp_path):
-    """Issue 6 item 8: one's own key as the signing key Connection, one CLI call registers it in the
-    ledger, and a forged approval signed with it is stored; verification must still refuse it."""
+def test_a_self_registered_key_cannot_forge_an_approval(estate, dagbag, ledger, tmp_path):
+    """Issue 6 item 8: a process holding a key of its own (e.g. its own AIRFLOW_CONN_STELLA_SIGNING_KEY)
+    seals a release with it, which registers the key in the ledger, and stores a forged approval
+    signed with it; verification must still refuse both records."""
     from datetime import datetime, timezone
 
+    from stella_operators.estate.loader import load_estate
     from stella_operators.evidence import SigningKey
     from stella_operators.evidence.recorder import record_evidence
+    from stella_operators.hooks.registry import registry_resolver
+    from stella_operators.release.service import cut_release, record_release
 
     mallory = SigningKey.generate()
     own = {**os.environ, "AIRFLOW_CONN_STELLA_SIGNING_KEY": json.dumps(
         {"conn_type": "generic", "password": mallory.to_pem().decode()})}
-    out = subprocess.run([sys.executable, "-m", "stella_operators.cli.main", "release", "create", "--app", "shop",
-                          "--estate", str(estate["path"]), "--name", "shop-mallory", "web=1.0.0"],
-                         capture_output=True, text=True, env=own)
-    assert out.returncode == 0, out.stderr
+    shop = load_estate(estate["path"])
+    record_release(ledger, mallory, cut_release(shop, app="shop", name="shop-mallory", refs={"web": "1.0.0"},
+                                                resolve=registry_resolver(shop), created_by="mallory"))
     assert mallory.key_id in ledger.registered_keys()  # the ledger registered it: that must not mean trust
     release = ledger.find_release("shop", "shop-mallory")
     [sealed_by_mallory] = ledger.evidence_for(release_id=release.id)
@@ -243,9 +231,7 @@ def test_a_self_registered_key_cannot_forge_an_approval(estate, ledger, tmp_path
     assert out.returncode == 1, out.stdout + out.stderr
     assert out.stdout.count(f"untrusted key {mallory.key_id}: not in the trust store") == 2, out.stdout
     # ...while evidence signed with the configured key still verifies against the trust store.
-    out = stella_cli("release", "create", "--estate", str(estate["path"]), "--app", "shop", "--name", "shop-genuine",
-                     "web=1.0.0")
-    assert out.returncode == 0, out.stderr
+    assert run(dagbag, "stella_release__shop", name="shop-genuine", web="1.0.0").state == "success"
     [genuine] = ledger.evidence_for(release_id=ledger.find_release("shop", "shop-genuine").id)
     out = verify_cli(genuine.id)
     assert out.returncode == 0 and f"ok: {genuine.id} (key " in out.stdout, out.stdout + out.stderr
