@@ -1,0 +1,109 @@
+"""`docker` target, undoing and settling a deployment from the engine's own state (labels and
+image digests), so that a process that never saw the deployment start can finish it:
+
+restore  - remove the containers of the deployment, start again the newest stopped container that
+           runs each previous digest. Chosen over re-creating containers from the previous digests:
+           the kept container has the exact previous config, env and sticker, and starting it
+           needs no registry.
+finalize - after verification: remove the stopped containers of the app that are not the deployment's.
+
+A mixin of DockerTarget (targets/docker.py), which provides `api`, `name`, `address`,
+`_containers`, `_running_component` and `_wait_healthy`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from docker import errors as docker_errors
+from stella_operators.targets.contract import DeployError, TargetPlan
+
+log = logging.getLogger(__name__)
+
+LABEL_DEPLOYMENT = "stella.deployment.id"
+LABEL_COMPONENT = "stella.component"
+
+
+def _api_error_text(exc: Exception) -> str:
+    if isinstance(exc, docker_errors.APIError):
+        return str(exc.explanation or exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class DockerRestore:
+    api: Any
+    name: str
+
+    def _where(self) -> str:
+        return f"{self.name} ({self.address})"
+
+    def restore(self, plan: TargetPlan, previous: dict[str, str | None]) -> None:
+        errors: list[str] = []
+        try:
+            containers = self._containers(plan.app)
+        except Exception as exc:  # noqa: BLE001 - the caller reports which host could not be restored
+            raise DeployError(self._where(), f"cannot list containers: {_api_error_text(exc)}") from None
+        kept = []
+        for c in containers:
+            if (c.get("Labels") or {}).get(LABEL_DEPLOYMENT) == plan.deployment_id:
+                try:
+                    self.api.remove_container(c["Id"], force=True)
+                    log.info("%s: removed %s of deployment %s", self.name, c["Id"][:12], plan.deployment_id)
+                except docker_errors.NotFound:
+                    pass
+                except docker_errors.APIError as exc:
+                    errors.append(f"cannot remove {c['Id'][:12]}: {_api_error_text(exc)}")
+            else:
+                kept.append(c)
+        for component, digest in sorted(previous.items()):
+            if digest is None:
+                continue
+            try:
+                self._bring_back(plan, component, digest, kept)
+            except DeployError as exc:
+                errors.append(str(exc).removeprefix(f"{self.name}: "))
+            except Exception as exc:  # noqa: BLE001
+                errors.append(f"{component}: {_api_error_text(exc)}")
+        if errors:
+            raise DeployError(self._where(), "restore failed: " + "; ".join(errors))
+
+    def _bring_back(self, plan: TargetPlan, component: str, digest: str, containers: list[dict[str, Any]]) -> None:
+        mine = [c for c in containers if (c.get("Labels") or {}).get(LABEL_COMPONENT) == component]
+        mine.sort(key=lambda c: c.get("Created", 0), reverse=True)
+        stopped = []
+        for summary in mine:
+            try:
+                rc = self._running_component(summary)
+            except docker_errors.NotFound:
+                continue
+            if rc.digest != digest:
+                continue
+            if summary.get("State") == "running":
+                return  # still (or again) running the previous digest
+            stopped.append(rc)
+        if not stopped:
+            raise DeployError(self.name, f"{component}: no container running or kept with {digest}")
+        rc = stopped[0]
+        self.api.start(rc.workload_id)
+        t0 = time.monotonic()
+        self._wait_healthy(component, rc.workload_name, rc.workload_id, t0 + plan.health_timeout_s,
+                           plan.health_timeout_s)
+        log.info("%s: %s: restored %s (%s)", self.name, component, rc.workload_name, digest)
+
+    def finalize(self, plan: TargetPlan) -> None:
+        errors: list[str] = []
+        for c in self._containers(plan.app):
+            labels = c.get("Labels") or {}
+            if c.get("State") == "running" or labels.get(LABEL_DEPLOYMENT) == plan.deployment_id:
+                continue
+            try:
+                self.api.remove_container(c["Id"], force=True)
+                log.info("%s: %s: retired %s", self.name, labels.get(LABEL_COMPONENT, "?"), c["Id"][:12])
+            except docker_errors.NotFound:
+                continue
+            except docker_errors.APIError as exc:
+                errors.append(f"cannot remove {c['Id'][:12]}: {_api_error_text(exc)}")
+        if errors:
+            raise DeployError(self._where(), "finalize failed: " + "; ".join(errors))
