@@ -115,6 +115,10 @@ class ApprovalSensor(PromotionStepOperator, BaseSensorOperator):
     def _settle(self, event: dict[str, Any]) -> str:
         from stella_operators.approvals.service import settle_approval
 
+        # Settled already (normally by the approval call that woke us): nothing to write or sign.
+        status = str(self.ledger.get_promotion(self.promotion_id).status)
+        if status != "awaiting_approval":
+            return status
         return str(settle_approval(self.estate, self.ledger, self.signing_key, self.promotion_id, event))
 
     def _finish(self, status: str) -> dict[str, Any]:
