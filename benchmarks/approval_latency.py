@@ -251,10 +251,17 @@ def trigger_fired_at(logs: Path, dag_id: str, run_id: str) -> float | None:
     return None
 
 
+WAITING = ("deferred", "awaiting_input")   # the sensor waits parked (3.3 HITL) or on its trigger
+
+
+def waiting_count(api: Api) -> int:
+    return sum(api.count_tis(STELLA_DAG, task_id="approval", state=st) for st in WAITING)
+
+
 def stella_once(api: Api, ledger, mode: str, delay_s: float, i: int) -> Sample:
     run = api.trigger(STELLA_DAG, "alice", {"release": RELEASE, "reason": f"latency run {i}"})
-    wait_until(lambda: api.ti(STELLA_DAG, run, "approval").get("state") == "deferred", 180,
-               f"{run} approval deferred")
+    wait_until(lambda: api.ti(STELLA_DAG, run, "approval").get("state") in WAITING, 180,
+               f"{run} approval waiting")
     promo = ledger.find_promotion_by_run(STELLA_DAG, run)
     time.sleep(delay_s)
     t0 = time.time()
@@ -370,7 +377,7 @@ def waiting_at_scale(api: Api, stack, ledger, n: int, budget_s: float) -> dict:
         if dead:
             log(f"airflow {dead} exited ({stack.procs[dead].returncode}); its log ends:\n{stack.log_tail(dead, 12)}")
             break
-        deferred = api.count_tis(STELLA_DAG, task_id="approval", state="deferred")
+        deferred = waiting_count(api)
         if deferred >= n:
             break
         if time.monotonic() - last >= 15:
@@ -389,7 +396,7 @@ def waiting_at_scale(api: Api, stack, ledger, n: int, budget_s: float) -> dict:
 
     running = api.count_tis(state="running")
     queued = api.count_tis(state="queued")
-    deferred = api.count_tis(STELLA_DAG, task_id="approval", state="deferred")
+    deferred = waiting_count(api)
     failed = api.count_tis(STELLA_DAG, state="failed")
     awaiting = sum(1 for r in runs if (p := ledger.find_promotion_by_run(STELLA_DAG, r)) is not None
                    and p.status == "awaiting_approval")
@@ -422,7 +429,7 @@ def waiting_at_scale(api: Api, stack, ledger, n: int, budget_s: float) -> dict:
     starts = [wait_deploy_start(api, STELLA_DAG, r, timeout_s=180) - t_ap for r in chosen]
     log(f"approved {n_approve} (calls took {t_sent:.1f} s): all their deploy tasks started within {max(starts):.1f} s "
         f"(median {statistics.median(starts):.1f} s)")
-    still = api.count_tis(STELLA_DAG, task_id="approval", state="deferred")
+    still = waiting_count(api)
     fired = [f - t_ap for r in chosen if (f := trigger_fired_at(api.logs, STELLA_DAG, r)) is not None]
     blocked = (stack.home / "triggerer.log").read_text(errors="replace").count("async thread was blocked")
     log(f"their triggers fired within {max(fired, default=float('nan')):.1f} s of the first approving call; "

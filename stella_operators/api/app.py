@@ -121,6 +121,7 @@ def approve(promotion_id: Annotated[str, _ID], body: ApprovalBody, request: Requ
     from stella_operators.approvals.service import submit_approval
     from stella_operators.hooks.signing import SigningKeyHook
     from stella_operators.ledger import NotFound
+    from stella_operators.sensors.approval_input import wake_approval_sensor
 
     _csrf_guard(request)
     ledger, estate = _ledger(), _estate()
@@ -129,6 +130,8 @@ def approve(promotion_id: Annotated[str, _ID], body: ApprovalBody, request: Requ
                                  body.decision, body.comment, body.content_hash)
     except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no promotion {promotion_id}") from None
+    if result.settled:  # this call settled the promotion: resume its parked approval sensor now
+        wake_approval_sensor(ledger, promotion_id)
     state = {"status": result.state.status, "approvers": list(result.state.approvers), "needed": result.state.needed}
     # What was stored, in the transaction that stored it: counted or not, and the promotion's status after.
     payload = {"counted": result.counted, "refusal": result.refusal, "approvals": state,

@@ -47,6 +47,11 @@ class AttemptResult:
     evidence_id: str | None
     status: str = ""
 
+    @property
+    def settled(self) -> bool:
+        """This attempt settled the promotion (completed the quorum, or a counted rejection)."""
+        return self.counted and self.status in (S.APPROVED, S.REJECTED)
+
 
 def effective_requirement(estate: Estate, promo) -> tuple[ApprovalRequirement, list[ApproverGroup]]:
     """The environment's requirement with the count the gate decision settled on, and its groups."""

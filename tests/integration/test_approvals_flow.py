@@ -150,8 +150,13 @@ def test_two_approvals_with_separation_of_duties_then_deploy(stack, estate_lab):
     run = trigger(stack, "stella_promote__kiosk__stage", "alice", release="kiosk-3.0.0", reason="to stage")
     promo = promotion_of(stack, "stella_promote__kiosk__stage", run)
     wait_until(lambda: ledger(stack).get_promotion(promo.id).status == "awaiting_approval", 90, "awaiting_approval")
-    # the sensor waits deferred: no worker slot
-    wait_until(lambda: ti_state(stack, "stella_promote__kiosk__stage", run, "approval") == "deferred", 60, "deferred")
+    # The sensor waits parked in awaiting_input (no worker slot, no triggerer). People see the request
+    # in Airflow's Required Actions, but only stella-operators may answer it there.
+    wait_until(lambda: ti_state(stack, "stella_promote__kiosk__stage", run, "approval") == "awaiting_input", 60,
+               "awaiting_input")
+    hitl = f"/api/v2/dags/stella_promote__kiosk__stage/dagRuns/{run}/taskInstances/approval/-1/hitlDetails"
+    assert call(stack, "PATCH", hitl, "bob", json={"chosen_options": ["Settled"]}).status_code == 403
+    assert call(stack, "PATCH", hitl, "admin", json={"chosen_options": ["Settled"]}).status_code == 403
 
     r = approve(stack, "alice", promo.id)               # the requester
     assert r.status_code == 403 and r.json()["refusal"] == "approval.requester_cannot_approve"

@@ -12,7 +12,9 @@ from stella_operators.approvals import CLOSED, DUPLICATE, NOT_IN_GROUPS, Approve
 from stella_operators.approvals.service import settle_approval, submit_approval
 from stella_operators.estate.loader import parse_estate
 from stella_operators.evidence import SigningKey, verify_evidence
-from stella_operators.ledger import Ledger
+from stella_operators.evidence.recorder import seal_release_evidence
+from stella_operators.ledger import Ledger, LedgerError
+from stella_operators.ledger.decisions import ApprovalAttempt, ApprovalWrite
 from stella_operators.promotion.state import PromotionStatus as S
 from stella_operators.release.model import ComponentDigest, Release
 
@@ -151,3 +153,13 @@ def test_attempt_on_a_promotion_not_yet_waiting_is_refused_as_closed(ledger, key
     other = ledger.create_promotion("shop", "prod", "rel-shop-1", "alice", "again", "promote_shop", "run-2")
     result = submit(ledger, key, other.id, "bob")
     assert (result.counted, result.refusal, result.status) == (False, CLOSED, S.REQUESTED)
+
+
+def test_the_ledger_refuses_evidence_for_an_attempt_that_did_not_count(ledger, key, pid):
+    release = ledger.get_release("rel-shop-1")
+    ledger.register_key(key.key_id, key.public_pem())
+    sealed = seal_release_evidence(key, "approval", release, {"approver": "zoe", "decision": "approve"})
+    refused = ApprovalAttempt("zoe", "approve", "", release.content_hash, False, NOT_IN_GROUPS)
+    with pytest.raises(LedgerError, match="only an approval attempt that counts"):
+        ledger.write_approval_decision(pid, lambda promo, attempts: ApprovalWrite(refused, sealed))
+    assert ledger.approvals_for(pid) == [] and approval_evidence(ledger, pid) == []
