@@ -168,6 +168,10 @@ def abort(promotion_id: Annotated[str, _ID], body: AbortBody, request: Request, 
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
+    if result.from_status == "awaiting_approval":
+        from stella_operators.sensors.approval_input import wake_approval_sensor
+
+        wake_approval_sensor(ledger, promotion_id)  # its parked sensor ends the run now, not at its deadline
     view = _promotion_view(ledger, estate, ledger.get_promotion(promotion_id))
     view["abort"] = {"by": user.get_name(), "from_status": result.from_status, "evidence_id": result.evidence_id,
                      "not_restored": list(result.not_restored)}

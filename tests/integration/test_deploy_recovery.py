@@ -210,6 +210,11 @@ def test_stella_promotion_abort_cancels_a_promotion_waiting_for_approval(stack):
     assert ev.content["by"] == "admin" and ev.content["reason"] == "customer asked to hold the release"
     out = abort_cli(stack, promo.id, "again")
     assert out.returncode == 1 and "HTTP 409" in out.stdout
+    # the parked approval sensor is woken by the abort: the run ends now, not at the approval deadline
+    def run_state():
+        st = call(stack, "GET", f"/api/v2/dags/{dag}/dagRuns/{run}").json()["state"]
+        return st if st in ("success", "failed") else None
+    assert wait_until(run_state, 60, f"run {run} to end") == "failed"
 
 
 def test_marking_the_deploy_task_failed_mid_deploy_rolls_back_through_on_kill(stack, estate_lab):
