@@ -192,16 +192,13 @@ def test_unknown_tag_fails_the_release_run_clearly(estate, dagbag, ledger):
     assert ledger.find_release("shop", "shop-nope") is None
 
 
-def test_cli_release_create_resolves_through_the_real_registry(estate, ledger):
-    out = stella_cli("release", "create", "--estate", str(estate["path"]), "--app", "shop",
-                     "--name", "shop-cli-1.0.0", "web=1.0.0", "--user", "carol")
-    assert out.returncode == 0, out.stderr
-    assert estate["digests"]["1.0.0"] in out.stdout
-    rel = ledger.find_release("shop", "shop-cli-1.0.0")
-    assert rel.created_by == "carol" and rel.digests() == {"web": estate["digests"]["1.0.0"]}
-    # an unknown tag: a one-line error, exit 1, nothing recorded
-    out = stella_cli("release", "create", "--estate", str(estate["path"]), "--app", "shop",
-                     "--name", "shop-cli-missing", "web=0.0.0-missing")
-    assert out.returncode == 1 and "Traceback" not in out.stderr
-    assert "0.0.0-missing" in out.stderr and len(out.stderr.strip().splitlines()) == 1
-    assert ledger.find_release("shop", "shop-cli-missing") is None
+def test_cli_release_create_writes_nothing_itself(estate, ledger, monkeypatch):
+    """`stella release create` cuts releases only through the Airflow API server, as the logged-in
+    user (tests/integration/test_release_cli.py); it never records a release with a creator of
+    its own choosing. Without a reachable API server: a one-line error, nothing recorded."""
+    monkeypatch.setenv("STELLA_API_PASSWORD", "irrelevant")
+    out = stella_cli("release", "create", "--estate", str(estate["path"]), "--app", "shop", "--api-url",
+                     "http://127.0.0.1:9", "--name", "shop-cli-1.0.0", "web=1.0.0", "--user", "carol")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "ConnectError" in out.stderr
+    assert ledger.find_release("shop", "shop-cli-1.0.0") is None
