@@ -137,7 +137,9 @@ def test_two_approvals_with_separation_of_duties_then_deploy(stack, estate_lab):
     digest = estate_lab.push_web("3.0.0")
     out = subprocess.run([sys.executable, "-m", "stella_operators.cli.main", "release", "create", "--estate",
                           str(stack.estate_path), "--app", "kiosk", "--name", "kiosk-3.0.0", "web=3.0.0",
-                          "--user", "erin"], env={**os.environ, **stack.env_extra}, capture_output=True, text=True)
+                          "--user", "erin", "--api-url", stack.url],  # as erin, logged in: the creator
+                         env={**os.environ, **stack.env_extra, "STELLA_API_PASSWORD": stack.passwords["erin"]},
+                         capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
 
     run = trigger(stack, "stella_promote__kiosk__dev", "alice", release="kiosk-3.0.0", reason="dev first")
