@@ -83,7 +83,12 @@ def _api_login(client, user: str) -> str | None:
     """A JWT for `user` from the Airflow API server (password: STELLA_API_PASSWORD or a prompt)."""
     import getpass
 
-    password = os.environ.get("STELLA_API_PASSWORD") or getpass.getpass(f"Airflow password for {user}: ")
+    password = os.environ.get("STELLA_API_PASSWORD")
+    if not password:
+        if not sys.stdin.isatty():
+            print(f"stella: no password for {user}: set STELLA_API_PASSWORD or run in a terminal", file=sys.stderr)
+            return None
+        password = getpass.getpass(f"Airflow password for {user}: ")
     r = client.post("/auth/token", json={"username": user, "password": password})
     if r.status_code >= 400:
         print(f"stella: login as {user} failed: HTTP {r.status_code}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""Build Airflow DAGs from an estate file. Parsing reads the file only: no network, no ledger."""
+"""Build Airflow DAGs from an estate file. Parsing reads the file (and keeps the parsed YAML in
+`$STELLA_HOME/cache` for task starts): no network, no ledger."""
 
 from __future__ import annotations
 

@@ -87,8 +87,8 @@ def load_estate_for_app(path: str | Path, app: str) -> Estate:
     apps = data.get("apps")
     mine = [a for a in apps if isinstance(a, dict) and a.get("name") == app][:1] if isinstance(apps, list) else []
     if not mine:
-        raise EstateError(str(p), [Problem("apps", f"no app {app!r} in the estate; re-render the DAG files "
-                                                   "(`stella dags render`) after removing an app")])
+        raise EstateError(str(p), [Problem("apps", f"no app {app!r} in the estate (removed after this DAG's "
+                                                   "run was created?); its DAGs no longer exist")])
     try:
         return validate_estate_data({**data, "apps": mine}, None, source=str(p))
     except EstateError:

@@ -235,3 +235,15 @@ def test_a_self_registered_key_cannot_forge_an_approval(estate, dagbag, ledger, 
     [genuine] = ledger.evidence_for(release_id=ledger.find_release("shop", "shop-genuine").id)
     out = verify_cli(genuine.id)
     assert out.returncode == 0 and f"ok: {genuine.id} (key " in out.stdout, out.stdout + out.stderr
+
+
+def test_cli_release_create_writes_nothing_itself(estate, ledger, monkeypatch):
+    """`stella release create` cuts releases only through the Airflow API server, as the logged-in
+    user (tests/integration/test_release_cli.py); it never records a release with a creator of
+    its own choosing. Without a reachable API server: a one-line error, nothing recorded."""
+    monkeypatch.setenv("STELLA_API_PASSWORD", "irrelevant")
+    out = stella_cli("release", "create", "--estate", str(estate["path"]), "--app", "shop", "--api-url",
+                     "http://127.0.0.1:9", "--name", "shop-cli-1.0.0", "web=1.0.0", "--user", "carol")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "ConnectError" in out.stderr
+    assert ledger.find_release("shop", "shop-cli-1.0.0") is None

@@ -29,7 +29,7 @@ def test_only_the_app_asked_for(tmp_path, home):
     f.write_text(ESTATE)
     estate = load_estate_for_app(f, "blog")
     assert [a.name for a in estate.apps] == ["blog"] and [e.name for e in estate.environments] == ["dev"]
-    with pytest.raises(EstateError, match="no app 'gone' in the estate; re-render"):
+    with pytest.raises(EstateError, match="no app 'gone' in the estate"):
         load_estate_for_app(f, "gone")
 
 
