@@ -18,11 +18,12 @@ import textwrap
 import time
 from pathlib import Path
 
-import docker
 import httpx
 import pytest
 
+import docker
 from devstack.estate_lab import HEALTH, conn_id_for
+from tests.fixtures.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.root
@@ -101,14 +102,6 @@ def trigger(stack, dag_id, user, **conf):
     return r.json()["dag_run_id"]
 
 
-def wait_until(predicate, timeout_s=90, what="condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def run_state(stack, dag_id, run_id):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pytest
 from stella_operators.ledger import Ledger
 from stella_operators.promotion.state import PromotionStatus as S
 from stella_operators.release.model import ComponentDigest, Release
+from tests.fixtures.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = {"admin": "admin", "alice": "op", "bob": "op"}
@@ -91,14 +91,6 @@ def call(stack, method, url, user="admin", **kw):
     return stack.client.request(method, url, headers={"Authorization": f"Bearer {stack.tokens[user]}"}, **kw)
 
 
-def wait_until(predicate, timeout_s=90, what="condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def asset_triggered_runs(stack) -> list[dict]:

@@ -22,6 +22,7 @@ import pytest
 
 import docker
 from devstack.estate_lab import HEALTH, conn_id_for
+from tests.fixtures.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.root
@@ -86,14 +87,6 @@ def ledger(stack):
     return Ledger.open(f"sqlite:///{stack.ledger_path}")
 
 
-def wait_until(predicate, timeout_s=90, what="condition", every=0.5):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def trigger(stack, release: str, dag: str = DAG) -> str:

@@ -9,11 +9,10 @@ promotion fails at deploy time and says which host it could not reach.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from devstack.airflow_stack import AirflowStack
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -27,14 +26,6 @@ def api(stack: AirflowStack, path: str, user: str = "admin"):
     return r.json()
 
 
-def wait_until(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def latest_run(stack, dag_id: str) -> dict | None:
