@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import VerificationError
-from securesystemslib.signer import SSlibKey
+from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined,unused-ignore]  # not in its __all__
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_V1 = "https://in-toto.io/Statement/v1"
@@ -34,7 +34,7 @@ def ssl_key(public_pem: bytes) -> SSlibKey:
     """The trusted PEM key as a securesystemslib key (raw Ed25519 bytes in hex)."""
     key = serialization.load_pem_public_key(public_pem)
     if not isinstance(key, Ed25519PublicKey):
-        raise ValueError("the public key is not Ed25519")
+        raise TypeError(f"the public key is {type(key).__name__}, not Ed25519")
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     keyid = "ed25519:" + hashlib.sha256(raw).hexdigest()[:16]
     return SSlibKey(keyid, "ed25519", "ed25519", {"public": raw.hex()})
@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
         public_pem = fh.read()
     try:
         statement = verify(record, public_pem)
-    except (VerificationError, ValueError, KeyError) as exc:
+    except (VerificationError, ValueError, TypeError, KeyError) as exc:
         print(f"INVALID: {argv[0]}: {type(exc).__name__}: {exc}")
         return 1
     subjects = ", ".join(f"{s['name']}@sha256:{s['digest']['sha256']}" for s in statement["subject"])
