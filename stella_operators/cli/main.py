@@ -285,6 +285,15 @@ def cmd_evidence_export(args) -> int:
     return 0
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Walk the hash-chained audit log: one line per changed, removed, inserted or reordered event."""
+    from stella_operators.ledger.audit_verify import report_lines, verify_audit_rows
+
+    report = verify_audit_rows(_ledger(args).audit_events())
+    print("\n".join(report_lines(report)))
+    return 0 if report.ok else 1
+
+
 def cmd_why(args) -> int:
     from stella_operators.api.views import why_sentences
     from stella_operators.estate.loader import load_estate
@@ -488,6 +497,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("id")
     ex.add_argument("-o", "--output", required=True)
     ex.set_defaults(func=cmd_evidence_export)
+    au = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_cmd", required=True)
+    av = au.add_parser("verify", help="walk the hash chain; name the first changed, removed, inserted or reordered "
+                                      "event (exit 1), else print the event count and head hash")
+    av.set_defaults(func=cmd_audit_verify)
     return p
 
 
