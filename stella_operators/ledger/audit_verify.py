@@ -51,6 +51,7 @@ class ProblemKind(StrEnum):
     REMOVED = "removed"
     INSERTED = "inserted"
     REORDERED = "reordered"
+    CUT = "cut"  # events missing after the end, found only against a checkpoint (audit_checkpoint.py)
 
 
 @dataclass(frozen=True)

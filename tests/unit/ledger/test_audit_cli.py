@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from stella_operators.cli.main import main
+from stella_operators.evidence.keys import SigningKey
 from stella_operators.hooks.ledger import LedgerHook
 
 
@@ -66,3 +68,40 @@ def test_swapped_events_are_named(ledger_file: tuple[Any, Path], capsys: pytest.
     assert capsys.readouterr().out.splitlines() == [
         ("REORDERED: events 3 and 4 are swapped: event 3 (promotion.transition promotion:p4) links to "
          "event 4 (promotion.transition promotion:p3), which comes after it")]
+
+
+def test_events_cut_off_the_end_are_caught_by_a_signed_checkpoint(
+        ledger_file: tuple[Any, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    ledger, path = ledger_file
+    org = SigningKey.generate()
+    monkeypatch.setenv("AIRFLOW_CONN_STELLA_SIGNING_KEY",
+                       json.dumps({"conn_type": "generic", "password": org.to_pem().decode()}))
+    trust = tmp_path / "org.pub"
+    trust.write_bytes(org.public_pem())
+    checkpoint = tmp_path / "locker" / "audit-checkpoint.json"
+    head = ledger.audit_events()[-1].hash
+    assert main(["audit", "checkpoint", "-o", str(checkpoint)]) == 0
+    assert capsys.readouterr().out == f"wrote {checkpoint}: 6 events, head {head}, signed by {org.key_id}\n"
+    assert main(["audit", "checkpoint", "-o", str(checkpoint)]) == 2  # never overwritten
+    ledger.audit("bob", "promotion.transition", "promotion:p7", {"step": 7})  # the log may grow
+    assert main(["audit", "verify", "--checkpoint", str(checkpoint), "--trust", str(trust)]) == 0
+    assert capsys.readouterr().out.endswith("; 1 checkpoint(s) hold\n")
+
+    tamper(path, "DELETE FROM audit_events WHERE seq >= 5")
+    assert main(["audit", "verify"]) == 0  # the chain alone cannot tell
+    capsys.readouterr()
+    assert main(["audit", "verify", "--checkpoint", str(checkpoint), "--trust", str(trust)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        (f"CUT: events were cut off the end: the checkpoint of {_at(checkpoint)} (signed by {org.key_id}) saw 6 "
+         f"events ending at event 6 (head {head[:12]}); the log has 4, the last is 4")]
+    other = tmp_path / "other.pub"
+    other.write_bytes(SigningKey.generate().public_pem())
+    assert main(["audit", "verify", "--checkpoint", str(checkpoint), "--trust", str(other)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"INVALID: checkpoint {checkpoint}: checkpoint signed by untrusted key {org.key_id}: not in the trust store"]
+
+
+def _at(checkpoint: Path) -> str:
+    env = json.loads(checkpoint.read_text())
+    return str(json.loads(base64.b64decode(env["payload"]))["at"])
