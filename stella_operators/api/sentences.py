@@ -45,8 +45,14 @@ def ended_sentence(status: str, actor: str, detail: dict[str, Any] | None, envir
     """Why a promotion ended, from its last recorded transition (actor and detail as the audit log has them)."""
     detail = detail or {}
     reason = detail.get("reason")
-    if status == "rejected" or "rejected_by" in detail:
-        return _rejected(detail)
+    if detail.get("failed_gates"):
+        gates = ", ".join(detail["failed_gates"])
+        return (f"Its gate(s) {gates} did not pass, so it was rejected without deploying; nothing was changed "
+                f"(approvals cannot outvote a failed gate).")
+    if "rejected_by" in detail or (status == "rejected" and actor not in ("stella", "system")):
+        return _rejected(detail if "rejected_by" in detail else {"rejected_by": actor})
+    if status == "rejected":
+        return "It was rejected without deploying; nothing was changed."
     if reason == "approval.timeout":
         return "Nobody approved it in time, so it was closed without deploying (approvals fail closed)."
     if reason == "approval.error":

@@ -148,9 +148,13 @@ def cmd_release_create(args) -> int:
             if state in ("success", "failed"):
                 break
             time.sleep(1)
+        if state == "failed":
+            print(f"stella: release run {run_id} failed: the create_release task log in Airflow says why "
+                  f"({args.api_url.rstrip('/')}/dags/{dag_id}/runs/{run_id})", file=sys.stderr)
+            return 1
         if state != "success":
-            print(f"stella: release run {run_id} ended {state or 'unknown'} (after {args.timeout:.0f} s at most): "
-                  f"see the create_release task log in Airflow", file=sys.stderr)
+            print(f"stella: release run {run_id} is still {state or 'unknown'} after {args.timeout:.0f} s; "
+                  f"it goes on in Airflow ({args.api_url.rstrip('/')}/dags/{dag_id}/runs/{run_id})", file=sys.stderr)
             return 1
         r = client.get(f"{run_url}/taskInstances/create_release/xcomEntries/return_value", params={"deserialize": True})
         value = r.json().get("value") if r.status_code < 400 else None

@@ -87,4 +87,4 @@ def test_a_viewer_may_not_cut_a_release(stack):
 
 def test_a_failed_release_run_is_reported(stack):
     r = stella(stack, "--app", "kiosk", "--name", "kiosk-9.9.9", "web=no-such-tag", user="alice")
-    assert r.returncode == 1 and "ended failed" in r.stderr
+    assert r.returncode == 1 and " failed: the create_release task log in Airflow says why" in r.stderr
