@@ -206,7 +206,8 @@ def approvals_page(user: GetUserDep) -> str:
 
 
 @app.get("/api/v1/ui/approvals")
-def approvals_for_page(user: GetUserDep, promotion: Annotated[str | None, Query(max_length=200)] = None) -> dict[str, Any]:
+def approvals_for_page(user: GetUserDep,
+                       promotion: Annotated[str | None, Query(max_length=200)] = None) -> dict[str, Any]:
     """Waiting promotions (or one, whatever its status) as the signed-in user sees them: current ->
     new per component, gate verdicts, requester and reason, and whether this user may decide."""
     from stella_operators.ledger import NotFound

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from airflow.sdk import DAG, Asset, Param, get_parsing_context
@@ -21,7 +21,7 @@ from stella_operators.operators.release import CreateReleaseOperator
 from stella_operators.release.service import NAME_RE
 from stella_operators.sensors.approval import ApprovalSensor
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 REF_PATTERN = r"^[A-Za-z0-9_.:/@+-]+$"
 # Something that is not white space (JSON Schema patterns search, they are not anchored): a reason
 # of blanks would be recorded as blank and shown as "by admin:" and nothing.
@@ -42,7 +42,8 @@ def verified_asset(app: str, env: str) -> Asset:
 
 
 # App and environment names are `[a-z][a-z0-9-]*` (no "_"), so "__" splits a DAG id unambiguously.
-_DAG_ID_RE = re.compile(r"^stella_(?:release__(?P<rapp>[a-z][a-z0-9-]*)|promote__(?P<papp>[a-z][a-z0-9-]*)__[a-z][a-z0-9-]*)$")
+_DAG_ID_RE = re.compile(
+    r"^stella_(?:release__(?P<rapp>[a-z][a-z0-9-]*)|promote__(?P<papp>[a-z][a-z0-9-]*)__[a-z][a-z0-9-]*)$")
 
 
 def app_of_dag_id(dag_id: str) -> str | None:
@@ -121,7 +122,7 @@ def _release_dag(estate: Estate, app: str, path: str) -> DAG:
         CreateReleaseOperator(
             task_id="create_release", estate_path=path, app=app,
             release_name="{{ params.name }}",
-            refs={c.name: "{{ params['%s'] }}" % c.name for c in comps},
+            refs={c.name: "{{ params['" + c.name + "'] }}" for c in comps},
             source={"commit": "{{ params.source_commit or '' }}"},
         )
     return dag

@@ -19,9 +19,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 from stella_operators.deploy.rollback import finalize_targets, restore_targets
 from stella_operators.targets.contract import PreparedChange, Target, TargetPlan

@@ -104,7 +104,8 @@ def _duplicates(estate: Estate) -> Iterator[tuple[tuple, str, str]]:
         for j, t in enumerate(env.targets):
             loc = ("environments", i, "targets", j, "name")
             if t.name in seen:
-                yield loc, _p(loc), f"duplicate target {t.name!r} (first at {_p(seen[t.name])}); target names are global"
+                yield (loc, _p(loc),
+                       f"duplicate target {t.name!r} (first at {_p(seen[t.name])}); target names are global")
             else:
                 seen[t.name] = loc
 

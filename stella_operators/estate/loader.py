@@ -186,7 +186,8 @@ def _problem_from(err: dict[str, Any], root: yaml.Node | None) -> Problem:
     elif kind == "literal_error":
         msg = f"{err.get('input')!r} is not one of the allowed values: {err.get('ctx', {}).get('expected', '')}"
     else:
-        msg = f"{msg} (got {err.get('input')!r})" if "input" in err and not isinstance(err["input"], (dict, list)) else msg
+        if "input" in err and not isinstance(err["input"], (dict, list)):
+            msg = f"{msg} (got {err.get('input')!r})"
     return Problem(format_loc(loc), msg, _line_of(root, loc))
 
 

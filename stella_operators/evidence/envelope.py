@@ -12,7 +12,7 @@ import binascii
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -100,7 +100,7 @@ class EvidenceRecord(BaseModel):
         return canonical_json(self.model_dump(mode="json")).decode("utf-8") + "\n"
 
     @classmethod
-    def from_file_json(cls, text: str | bytes) -> "EvidenceRecord":
+    def from_file_json(cls, text: str | bytes) -> EvidenceRecord:
         """Parse a file written by `to_file_json` (no signature check: see `verify_evidence`)."""
         return cls.model_validate(json.loads(text))
 
@@ -169,7 +169,7 @@ def seal_evidence(type: EvidenceType | str, subjects: list[tuple[str, str]], con
     etype = EvidenceType(type)
     if created_at.tzinfo is None:
         raise ValueError("created_at must be timezone-aware")
-    created_at = created_at.astimezone(timezone.utc)
+    created_at = created_at.astimezone(UTC)
     if not isinstance(content, dict):
         raise TypeError("evidence content must be a dict")
     assert_no_secrets(content)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from stella_operators.release.model import Release
@@ -18,7 +18,7 @@ def record_evidence(ledger, key, evidence_type: str, release: Release, content: 
     subjects = [(c.repository, c.digest) for c in release.components]
     body = {"app": release.app, "release": {"id": release.id, "name": release.name,
                                             "content_hash": release.content_hash}, **content}
-    record = seal_evidence(evidence_type, subjects, body, key, now or datetime.now(timezone.utc))
+    record = seal_evidence(evidence_type, subjects, body, key, now or datetime.now(UTC))
     ledger.append_evidence(record, promotion_id=promotion_id, release_id=release.id)
     return record
 
@@ -32,4 +32,4 @@ def seal_release_evidence(key, evidence_type: str, release: Release, content: di
     subjects = [(c.repository, c.digest) for c in release.components]
     body = {"app": release.app, "release": {"id": release.id, "name": release.name,
                                             "content_hash": release.content_hash}, **content}
-    return seal_evidence(evidence_type, subjects, body, key, now or datetime.now(timezone.utc))
+    return seal_evidence(evidence_type, subjects, body, key, now or datetime.now(UTC))

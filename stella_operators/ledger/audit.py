@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,7 +41,7 @@ def append_audit(conn: sa.Connection, actor: str, action: str, subject: str,
         raise ValueError("an audit event needs an actor")
     detail = to_jsonable(detail or {})
     assert_no_secrets(detail, "detail")
-    at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    at = (at or datetime.now(UTC)).astimezone(UTC)
     if conn.dialect.name == "postgresql":
         # Serialise appenders so each reads the true tail (SQLite writers are already serialised).
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK})

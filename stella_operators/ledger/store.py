@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -21,11 +21,17 @@ from stella_operators.ledger import records
 from stella_operators.ledger.audit import AuditEvent, append_audit, list_audit, verify_chain
 from stella_operators.ledger.database import make_engine, migrate, write_transaction
 from stella_operators.ledger.decisions import LedgerDecisions
-from stella_operators.ledger.locks import LedgerLocks
 from stella_operators.ledger.errors import LedgerError, NotFound
+from stella_operators.ledger.locks import LedgerLocks
 from stella_operators.ledger.records import Deployment, DeploymentStatus, TargetResult
 from stella_operators.ledger.tables import (
-    deployments, evidence, promotion_events, promotions, releases, signing_keys, target_results,
+    deployments,
+    evidence,
+    promotion_events,
+    promotions,
+    releases,
+    signing_keys,
+    target_results,
 )
 from stella_operators.promotion.model import Promotion
 from stella_operators.promotion.state import PromotionStatus, check_transition
@@ -36,7 +42,7 @@ P = promotions.c
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _pins(by_target: dict[str, dict[str, str]]) -> list[dict[str, str]]:
@@ -59,7 +65,7 @@ class Ledger(LedgerDecisions, LedgerLocks):
         self._clock = clock
 
     @classmethod
-    def open(cls, url: str, **kwargs: Any) -> "Ledger":
+    def open(cls, url: str, **kwargs: Any) -> Ledger:
         ledger = cls(url, **kwargs)
         ledger.migrate()
         return ledger
@@ -70,7 +76,7 @@ class Ledger(LedgerDecisions, LedgerLocks):
     def close(self) -> None:
         self.engine.dispose()
 
-    def __enter__(self) -> "Ledger":
+    def __enter__(self) -> Ledger:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -8,7 +8,7 @@ is evidence of its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from stella_operators.estate.models import Estate
@@ -51,7 +51,7 @@ def evaluate_promotion(estate: Estate, ledger, key, promotion_id: str, *, labels
     A re-run (a cleared or retried gates task) gets the recorded outcome back and changes nothing:
     the same PromotionBlocked for a refused promotion, the recorded approval count otherwise.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     promo = ledger.get_promotion(promotion_id)
     if promo.status != S.EVALUATING:
         return recorded_outcome(ledger, promo)

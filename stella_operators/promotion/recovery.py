@@ -57,7 +57,7 @@ def roll_back_promotion(estate: Estate, ledger, key, promotion_id: str, targets,
         plans = plan_deployment(estate, release, environment=env.name, promotion_id=promotion_id,
                                 deployment_id=dep.id)
         items = []
-        for config, plan in zip(env.targets, plans):
+        for config, plan in zip(env.targets, plans, strict=True):
             try:
                 target = targets(config)
             except Exception as exc:  # noqa: BLE001 - cannot even reach it: not restored, named

@@ -229,7 +229,7 @@ def _deploy_locked(estate: Estate, ledger, key, promo, targets: TargetFactory) -
     deployment_id = ledger.start_deployment(promotion_id, env.strategy, previous=before)
     plans = plan_deployment(estate, release, environment=env.name, promotion_id=promotion_id,
                             deployment_id=deployment_id)
-    outcome = run_deployment(list(zip(connected, plans)), max_parallel=env.max_parallel,
+    outcome = run_deployment(list(zip(connected, plans, strict=True)), max_parallel=env.max_parallel,
                              timeout_s=env.deploy_timeout_s, finalize=False)
     for t in outcome.targets:
         ledger.add_target_result(deployment_id, t.target, t.status, digests=t.digests_after,
@@ -308,7 +308,7 @@ def verify_promotion(estate: Estate, ledger, key, promotion_id: str, targets: Ta
     if running:
         plans = plan_deployment(estate, release, environment=env.name, promotion_id=promotion_id,
                                 deployment_id=running[-1].id)
-        for problem in finalize_targets(list(zip(bound, plans))):
+        for problem in finalize_targets(list(zip(bound, plans, strict=True))):
             ledger.audit("stella", "deployment.finalize_failed", f"deployment:{running[-1].id}", {"problem": problem})
         for dep in running:
             ledger.finish_deployment(dep.id, DeploymentStatus.SUCCEEDED)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from stella_operators.estate.models import Component, Estate
 from stella_operators.release.model import ComponentDigest, Release
@@ -72,7 +72,7 @@ def cut_release(estate: Estate, *, app: str, name: str, refs: Mapping[str, str],
             raise ReleaseRefused(f"component {cname}: registry returned {resolved.digest} for {digest}")
         pinned.append(ComponentDigest(name=cname, repository=comp.repository, digest=resolved.digest, tag=tag))
     return Release.seal(id=f"rel-{uuid.uuid4().hex[:16]}", app=app, name=name, components=pinned,
-                        created_at=now or datetime.now(timezone.utc), created_by=created_by,
+                        created_at=now or datetime.now(UTC), created_by=created_by,
                         source={k: v for k, v in (source or {}).items() if v})
 
 

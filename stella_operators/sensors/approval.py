@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -39,7 +39,7 @@ class ApprovalSensor(PromotionStepOperator):
             return self._finish(status)
         env = self.estate.environment(self.environment)
         timeout_s = env.approvals.timeout_s if env.approvals else 86400
-        deadline = datetime.now(timezone.utc) + timedelta(seconds=timeout_s)
+        deadline = datetime.now(UTC) + timedelta(seconds=timeout_s)
         state = approval_state(self.estate, self.ledger, self.promotion_id)
         self.log.info("promotion %s waits for %d more approval(s) until %s", self.promotion_id, state.needed,
                       deadline.isoformat())
@@ -48,7 +48,7 @@ class ApprovalSensor(PromotionStepOperator):
     def _wait(self, deadline: datetime) -> None:
         from stella_operators.triggers.ledger_poll import ApprovalTrigger
 
-        left = max(0.0, (deadline - datetime.now(timezone.utc)).total_seconds())
+        left = max(0.0, (deadline - datetime.now(UTC)).total_seconds())
         self.defer(trigger=ApprovalTrigger(self.promotion_id, self.estate_path, deadline.isoformat(),
                                            self.ledger_conn_id, self.poll_interval),
                    method_name="execute_complete", timeout=timedelta(seconds=left + 300))

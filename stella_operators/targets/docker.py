@@ -116,7 +116,7 @@ class DockerTarget(DockerRestore):
 
     kind = "docker"
 
-    def __init__(self, name: str, client: "docker.APIClient | docker.DockerClient", *, pull_timeout_s: float = 120,
+    def __init__(self, name: str, client: docker.APIClient | docker.DockerClient, *, pull_timeout_s: float = 120,
                  stop_timeout_s: int = 10, poll_interval_s: float = 0.2):
         self.name = name
         self.api: docker.APIClient = client.api if isinstance(client, docker.DockerClient) else client
@@ -266,7 +266,8 @@ class DockerTarget(DockerRestore):
             raise DeployError(self.name, f"{comp.name}: pulled digest differs: asked for {ref}, image "
                                          f"{image['Id']} has {sorted(image.get('RepoDigests') or [])}")
         prepared.timings_ms[f"{comp.name}.pull"] = _ms(t0)
-        self._note(prepared, f"{comp.name}: pulled {ref} (image {image['Id'][:19]}) in {prepared.timings_ms[f'{comp.name}.pull']} ms")
+        self._note(prepared, f"{comp.name}: pulled {ref} (image {image['Id'][:19]}) "
+                             f"in {prepared.timings_ms[f'{comp.name}.pull']} ms")
 
         # 2. create beside the old container, write the sticker, start
         t0 = time.monotonic()
@@ -292,7 +293,8 @@ class DockerTarget(DockerRestore):
         self.api.put_archive(cid, "/", _sticker_tar(plan.sticker))
         self.api.start(cid)
         prepared.timings_ms[f"{comp.name}.start"] = _ms(t0)
-        self._note(prepared, f"{comp.name}: started {name} ({cid[:12]}) in {prepared.timings_ms[f'{comp.name}.start']} ms"
+        self._note(prepared, f"{comp.name}: started {name} ({cid[:12]}) "
+                             f"in {prepared.timings_ms[f'{comp.name}.start']} ms"
                              + (f" with {len(spec.env)} env var(s)" if spec.env else ""))
 
         # 3. health
@@ -315,7 +317,8 @@ class DockerTarget(DockerRestore):
                     detail = event.get("errorDetail", {}).get("message") or event["error"]
                     raise DeployError(self.name, f"pull {repository}@{digest} failed: {detail}")
                 if time.monotonic() > deadline:
-                    raise DeployError(self.name, f"pull {repository}@{digest} timed out after {self.pull_timeout_s:.0f} s")
+                    raise DeployError(self.name,
+                                      f"pull {repository}@{digest} timed out after {self.pull_timeout_s:.0f} s")
                 self._check_cancelled()
         except docker_errors.APIError as exc:
             raise DeployError(self.name, f"pull {repository}@{digest} failed: {_api_error_text(exc)}") from exc

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -43,7 +43,7 @@ class _LedgerPollTrigger(BaseTrigger):
         return f"{type(self).__module__}.{type(self).__qualname__}", dict(self._kwargs)
 
     def _past_deadline(self) -> bool:
-        return datetime.now(timezone.utc) >= datetime.fromisoformat(self.deadline)
+        return datetime.now(UTC) >= datetime.fromisoformat(self.deadline)
 
     def _check(self) -> dict[str, Any] | None:
         raise NotImplementedError
