@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stella_operators.release.model import Release
 
+if TYPE_CHECKING:
+    from stella_operators.evidence.envelope import EvidenceRecord
+    from stella_operators.evidence.keys import SigningKey
+    from stella_operators.ledger.protocols import EvidenceBook
 
-def record_evidence(ledger, key, evidence_type: str, release: Release, content: dict[str, Any], *,
-                    promotion_id: str | None = None, now: datetime | None = None):
+
+def record_evidence(ledger: EvidenceBook, key: SigningKey, evidence_type: str, release: Release,
+                    content: dict[str, Any], *, promotion_id: str | None = None,
+                    now: datetime | None = None) -> EvidenceRecord:
     """Sign `content` (what/where/who/why/how/when) with the release digests as subjects; store it."""
     from stella_operators.evidence.envelope import assert_no_secrets, seal_evidence
 
@@ -23,8 +29,8 @@ def record_evidence(ledger, key, evidence_type: str, release: Release, content: 
     return record
 
 
-def seal_release_evidence(key, evidence_type: str, release: Release, content: dict[str, Any], *,
-                          now: datetime | None = None):
+def seal_release_evidence(key: SigningKey, evidence_type: str, release: Release, content: dict[str, Any], *,
+                          now: datetime | None = None) -> EvidenceRecord:
     """Sign `content` like `record_evidence`, without storing it: for callers that store it in the same
     transaction as the decision it seals (approvals: no evidence for an attempt that did not count)."""
     from stella_operators.evidence.envelope import seal_evidence

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Set
 from typing import Any
 
 from pydantic import ValidationError
@@ -10,7 +11,7 @@ from stella_operators.entry_points import stella_entry_points
 from stella_operators.gates.contract import GATES_GROUP, Gate, GateConfigError
 
 
-def gate_types(names: set[str] | None = None) -> dict[str, type]:
+def gate_types(names: Set[str | None] | None = None) -> dict[str, type]:
     """Installed gate types; with `names`, import only those (DAG parsing pays for what it uses).
     Names that are not installed still appear in the error `build_gate` raises, via `known`."""
     eps = stella_entry_points(GATES_GROUP)
