@@ -75,7 +75,7 @@ class SigningKey:
         return f"SigningKey({self.key_id})"
 
 
-def load_or_create_dev_key(path: str | os.PathLike) -> SigningKey:
+def load_or_create_dev_key(path: str | os.PathLike[str]) -> SigningKey:
     """Load the PEM key at `path`, or create one there (mode 0600) if it does not exist.
 
     Creation is atomic (written to a temporary file, then hard-linked into place), so two

@@ -38,9 +38,9 @@ def replay_promotion(estate: Estate, ledger: ReadLedger, promotion_id: str) -> l
     results = []
     for recorded, inputs in ledger.gate_verdicts_for(promotion_id):
         key = (recorded.gate_type, recorded.gate_name)
-        gate = UpstreamGate() if recorded.gate_type == UpstreamGate.type else specs.get(key)
-        if gate is None:
+        same = UpstreamGate() if recorded.gate_type == UpstreamGate.type else specs.get(key)
+        if same is None:
             raise LookupError(f"gate {recorded.gate_name} ({recorded.gate_type}) is no longer in the estate; "
                               "replay needs its type to decide")
-        results.append(ReplayResult(recorded.gate_name, recorded, replay_gate(gate, inputs, at=recorded.evaluated_at)))
+        results.append(ReplayResult(recorded.gate_name, recorded, replay_gate(same, inputs, at=recorded.evaluated_at)))
     return results

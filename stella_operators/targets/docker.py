@@ -146,7 +146,8 @@ class DockerTarget(DockerRestore):
         labels = [f"{LABEL_APP}={app}"]
         if component is not None:
             labels.append(f"{LABEL_COMPONENT}={component}")
-        return self.api.containers(all=True, filters={"label": labels})
+        containers: list[dict[str, Any]] = self.api.containers(all=True, filters={"label": labels})
+        return containers
 
     def _image_digest(self, image_id: str, repository: str | None, hint: str | None) -> str | None:
         """The repo digest of an image, read from the image itself (RepoDigests), never from a label."""
@@ -208,7 +209,10 @@ class DockerTarget(DockerRestore):
         buf = io.BytesIO(b"".join(stream))
         with tarfile.open(fileobj=buf) as tar:
             member = tar.getmembers()[0]
-            return VersionSticker.model_validate_json(tar.extractfile(member).read())
+            content = tar.extractfile(member)
+            if content is None:
+                raise ValueError(f"{STICKER_PATH} in container {container_id} is not a regular file")
+            return VersionSticker.model_validate_json(content.read())
 
     # prepare ------------------------------------------------------------------------------
     def prepare(self, plan: TargetPlan) -> PreparedChange:
@@ -300,7 +304,8 @@ class DockerTarget(DockerRestore):
         # 3. health
         t0 = time.monotonic()
         self._wait_healthy(comp.name, name, cid, t0 + plan.health_timeout_s, plan.health_timeout_s)
-        self.api.update_container(cid, restart_policy={"Name": "unless-stopped"})
+        # The engine accepts unless-stopped; the docker stubs list only always and on-failure.
+        self.api.update_container(cid, restart_policy={"Name": "unless-stopped"})  # type: ignore[arg-type]
         prepared.timings_ms[f"{comp.name}.health"] = _ms(t0)
         self._note(prepared, f"{comp.name}: {name} healthy after {prepared.timings_ms[f'{comp.name}.health']} ms")
 

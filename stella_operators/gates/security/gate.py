@@ -38,6 +38,7 @@ config. `decide` is pure over that record:
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import math
 from pathlib import Path
@@ -120,7 +121,7 @@ class SecurityGate:
     """Gate type `security` (entry point `stella_operators.gates`)."""
 
     type: ClassVar[str] = "security"
-    Config: ClassVar[type[SecurityGateConfig]] = SecurityGateConfig
+    Config: ClassVar[builtins.type[SecurityGateConfig]] = SecurityGateConfig
 
     def __init__(self, name: str, config: SecurityGateConfig, *, source: ReportSource | None = None):
         self.name = name
