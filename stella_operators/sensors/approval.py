@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -45,7 +45,7 @@ class ApprovalSensor(PromotionStepOperator):
                       deadline.isoformat())
         self._wait(deadline)
 
-    def _wait(self, deadline: datetime) -> None:
+    def _wait(self, deadline: datetime) -> NoReturn:  # defer() raises TaskDeferred
         from stella_operators.triggers.ledger_poll import ApprovalTrigger
 
         left = max(0.0, (deadline - datetime.now(UTC)).total_seconds())
