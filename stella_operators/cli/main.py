@@ -11,11 +11,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stella_operators.api.sentences import refusal_sentence
 from stella_operators.estate.errors import EstateError
 from stella_operators.settings import estate_path
+
+if TYPE_CHECKING:
+    from stella_operators.ledger import Ledger
 
 
 def _default_estate() -> str:
@@ -74,7 +77,7 @@ def cmd_dags_render(args) -> int:
     return 0
 
 
-def _ledger(args):
+def _ledger(args: argparse.Namespace) -> Ledger:
     from stella_operators.hooks.ledger import LedgerHook
 
     return LedgerHook(args.ledger_conn_id).get_conn()

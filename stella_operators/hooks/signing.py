@@ -57,7 +57,7 @@ class SigningKeyHook(BaseHook):
         return SigningKey.from_pem(conn.password.encode())
 
 
-def warn_if_untrusted(key) -> None:
+def warn_if_untrusted(key: SigningKey) -> None:
     """Say so when evidence is about to be signed with a key that verification will not trust: it
     would be stored, but `stella evidence verify` would report every such record untrusted."""
     try:
