@@ -434,7 +434,8 @@ def waiting_at_scale(api: Api, stack, ledger, n: int, budget_s: float) -> dict:
     blocked = (stack.home / "triggerer.log").read_text(errors="replace").count("async thread was blocked")
     log(f"their triggers fired within {max(fired, default=float('nan')):.1f} s of the first approving call; "
         f"triggerer 'async thread was blocked' warnings so far: {blocked}")
-    return {"fired_max_s": max(fired, default=float("nan")), "blocked": blocked,"n": n, "deferred": deferred, "reached": reached, "all_deferred_s": all_deferred_s,
+    return {"fired_max_s": max(fired, default=float("nan")), "blocked": blocked, "n": n, "deferred": deferred,
+            "reached": reached, "all_deferred_s": all_deferred_s,
             "triggered_s": t_triggered, "retries": retries, "running": running, "queued": queued,
             "failed": failed, "awaiting": awaiting, "rss": rss, "idle_rss": idle_rss, "cpu": busy_cpu,
             "idle_cpu": idle_cpu, "procs": len(trig_pids), "probe_state": probe_state, "probe_s": probe_s,
@@ -530,7 +531,8 @@ def main() -> None:
     print()
     print(f"== results: {os.cpu_count()} cores, LocalExecutor parallelism 4, {args.metadata_db} metadata DB, "
           f"SQLite ledger, "
-          f"stella poll {POLL_INTERVAL_S:g} s after a {MIN_WAIT_S:g} s start-up wait; total {time.monotonic() - t_all:.0f} s, "
+          f"stella poll {POLL_INTERVAL_S:g} s after a {MIN_WAIT_S:g} s start-up wait; "
+          f"total {time.monotonic() - t_all:.0f} s, "
           f"load average {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end ==")
     if lat:
         fmt = lambda xs: ", ".join(f"{x:.2f}" for x in xs)  # noqa: E731

@@ -120,7 +120,8 @@ def main() -> None:
                 results.setdefault(key, []).append(t)
     med = {k: statistics.median(v) for k, v in results.items()}
     base = med[("baseline", 0)]
-    print(f"\nmedian of {args.repeat} fresh-process parses (cold cache: one) (DagBag of one file, as the task runner builds it)")
+    print(f"\nmedian of {args.repeat} fresh-process parses (cold cache: one) "
+          "(DagBag of one file, as the task runner builds it)")
     print(f"baseline: plain Airflow file, one DAG of the same shape, parsing context set: {base * 1000:.0f} ms")
     for what in ("task start", "task start, cold cache", "dag-processor, one shard file",
                  "before: one file, every DAG"):

@@ -75,11 +75,12 @@ class AirflowStack:
             path.write_text(secrets.token_urlsafe(32))
         return path.read_text()
 
-    def start(self, timeout_s: float = 90) -> "AirflowStack":
+    def start(self, timeout_s: float = 90) -> AirflowStack:
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         env = self._environ()
-        out = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True, text=True)
+        out = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True,
+                             text=True)
         if out.returncode != 0:
             raise StackError(f"airflow db migrate failed: {out.stderr[-2000:]}")
         self.passwords = {u: f"{u}-{secrets.token_hex(4)}" for u in self.users}
@@ -112,7 +113,8 @@ class AirflowStack:
             except (urllib.error.URLError, OSError, ValueError):
                 pass
             time.sleep(0.5)
-        raise StackError(f"airflow stack not healthy after {timeout_s:.0f} s; api-server log: {self.log_tail('api-server')}")
+        raise StackError(f"airflow stack not healthy after {timeout_s:.0f} s; "
+                         f"api-server log: {self.log_tail('api-server')}")
 
     def wait_for_dag(self, dag_id: str, token: str, timeout_s: float = 120) -> None:
         """Until the dag-processor has parsed and serialized `dag_id` (the API answers 200)."""

@@ -39,7 +39,7 @@ class EstateLab:
     def repository(self) -> str:
         return f"{self.registry_host}/{REPOSITORY}"
 
-    def start(self) -> "EstateLab":
+    def start(self) -> EstateLab:
         names = [n for hosts in self.environments.values() for n in hosts]
         self._lab = DockerHostLab(self.workdir / "hosts", names, subnet_prefix=self.subnet_prefix,
                                   bridge=self.bridge, insecure_registries=[self.registry_host])

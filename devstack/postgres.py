@@ -80,7 +80,7 @@ class PostgresServer:
              self.run_as, self.workdir, check=False)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "PostgresServer":
+    def __enter__(self) -> PostgresServer:
         return self
 
     def __exit__(self, *exc: object) -> None:

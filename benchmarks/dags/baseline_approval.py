@@ -6,12 +6,12 @@ task that really runs in a worker (not an EmptyOperator, which the scheduler wou
 without starting it), so its `start_date` is comparable with stella's deploy task.
 """
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, task
 
-with DAG(dag_id="bench_baseline_approval", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+with DAG(dag_id="bench_baseline_approval", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC),
          catchup=False, max_active_runs=16, tags=["benchmark"],
          description="Airflow ApprovalOperator -> deploy (baseline of the approval latency benchmark)") as dag:
 

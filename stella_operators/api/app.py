@@ -3,7 +3,7 @@ nothing is reachable without Airflow authentication, and approver identity is ne
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import FastAPI, HTTPException, Path, Query, Request, status
@@ -15,6 +15,11 @@ from stella_operators.api.ui import APPROVALS_PAGE, RELEASES_PAGE
 from stella_operators.api.views import approval_card, board, evidence_view, why_sentences
 from stella_operators.promotion.state import PromotionStatus
 from stella_operators.settings import estate_path
+
+if TYPE_CHECKING:  # annotations of helpers only, never of routes (FastAPI resolves those at run time)
+    from stella_operators.estate.models import Estate
+    from stella_operators.ledger.protocols import ApprovalLedger, FullLedger
+    from stella_operators.promotion.model import Promotion
 
 app = FastAPI(title="stella-operators", version="1",
               description="Releases, promotions, approvals, evidence. Every route needs Airflow authentication "
@@ -38,7 +43,7 @@ def _estate():
     return cached_estate(estate_path())
 
 
-def _ledger():
+def _ledger() -> FullLedger:
     from stella_operators.hooks.ledger import LedgerHook
 
     return LedgerHook().get_conn()
@@ -62,7 +67,7 @@ def _csrf_guard(request: Request) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "cookie-authenticated calls need X-Requested-With: stella")
 
 
-def _promotion_view(ledger, estate, promo) -> dict[str, Any]:
+def _promotion_view(ledger: ApprovalLedger, estate: Estate, promo: Promotion) -> dict[str, Any]:
     from stella_operators.approvals.service import approval_state
 
     release = ledger.get_release(promo.release_id)
@@ -213,7 +218,8 @@ def approvals_page(user: GetUserDep) -> str:
 
 
 @app.get("/api/v1/ui/approvals")
-def approvals_for_page(user: GetUserDep, promotion: Annotated[str | None, Query(max_length=200)] = None) -> dict[str, Any]:
+def approvals_for_page(user: GetUserDep,
+                       promotion: Annotated[str | None, Query(max_length=200)] = None) -> dict[str, Any]:
     """Waiting promotions (or one, whatever its status) as the signed-in user sees them: current ->
     new per component, gate verdicts, requester and reason, and whether this user may decide."""
     from stella_operators.ledger import NotFound

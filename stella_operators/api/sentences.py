@@ -56,7 +56,8 @@ def ended_sentence(status: str, actor: str, detail: dict[str, Any] | None, envir
     if reason == "approval.timeout":
         return "Nobody approved it in time, so it was closed without deploying (approvals fail closed)."
     if reason == "approval.error":
-        return f"The approval wait failed ({detail.get('error') or 'no detail recorded'}), so it was closed without deploying."
+        return (f"The approval wait failed ({detail.get('error') or 'no detail recorded'}), "
+                "so it was closed without deploying.")
     if reason == "lock.held":
         return (f"Another promotion ({detail.get('holder')}) was deploying into {environment}, and this "
                 f"environment refuses to wait (lock: refuse). Nothing was changed.")

@@ -8,7 +8,7 @@ disagree is marked degraded instead of showing one release for all.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stella_operators.api.sentences import (
     ended_sentence,
@@ -22,31 +22,39 @@ from stella_operators.evidence.trust import TrustStore, TrustStoreError
 from stella_operators.promotion.state import PromotionStatus as S
 from stella_operators.promotion.why import last_transition, not_passed
 
+if TYPE_CHECKING:
+    from stella_operators.estate.models import Estate
+    from stella_operators.ledger.protocols import ApprovalBook, EvidenceBook, ReadLedger
+    from stella_operators.promotion.model import Promotion
+    from stella_operators.release.model import Release
+
 GOOD_TARGET = ("deployed", "unchanged")
 # How far back the board looks for a target's last result (promotions per app and environment).
 TARGET_HISTORY = 200
 
 
-def run_link(promo) -> str | None:
+def run_link(promo: Promotion) -> str | None:
     """The promotion's Airflow run in Airflow's own UI."""
     if not promo.dag_id or not promo.run_id:
         return None
     return f"/dags/{promo.dag_id}/runs/{promo.run_id}"
 
 
-def _components(release, current) -> list[dict[str, Any]]:
+def _components(release: Release, current: Release | None) -> list[dict[str, Any]]:
     now = {c.name: c for c in current.components} if current is not None else {}
+    current_name = current.name if current is not None else None
     out = []
     for c in release.components:
         before = now.get(c.name)
         out.append({"name": c.name, "repository": c.repository, "tag": c.tag, "digest": c.digest,
                     "current": None if before is None else {"tag": before.tag, "digest": before.digest,
-                                                            "release": current.name},
+                                                            "release": current_name},
                     "changed": before is None or before.digest != c.digest})
     return out
 
 
-def your_standing(estate, ledger, promo, release, approver: Approver) -> dict[str, Any]:
+def your_standing(estate: Estate, ledger: ReadLedger, promo: Promotion, release: Release,
+                  approver: Approver) -> dict[str, Any]:
     """May this person approve or reject, and if not, the sentence saying why."""
     requirement, groups = effective_requirement(estate, promo)
     if promo.status != S.AWAITING_APPROVAL:
@@ -65,7 +73,7 @@ def your_standing(estate, ledger, promo, release, approver: Approver) -> dict[st
     return {"can_decide": False, "why_not": refusal_sentence(code, list(requirement.groups)), "code": code}
 
 
-def approval_card(estate, ledger, promo, approver: Approver) -> dict[str, Any]:
+def approval_card(estate: Estate, ledger: ReadLedger, promo: Promotion, approver: Approver) -> dict[str, Any]:
     """Everything the Approvals page shows for one promotion, for the person looking at it."""
     release = ledger.get_release(promo.release_id)
     current = ledger.deployed_release(promo.app, promo.environment)
@@ -98,7 +106,7 @@ def approval_card(estate, ledger, promo, approver: Approver) -> dict[str, Any]:
     return card
 
 
-def why_sentences(estate, ledger, promo) -> list[str]:
+def why_sentences(estate: Estate, ledger: ReadLedger, promo: Promotion) -> list[str]:
     """Why a promotion stands where it does, in sentences (gates that did not pass, then how it ended)."""
     sentences = [gate_sentence(b) for b in not_passed([v for v, _ in ledger.gate_verdicts_for(promo.id)])]
     status = str(promo.status)
@@ -127,7 +135,7 @@ def why_sentences(estate, ledger, promo) -> list[str]:
     return sentences
 
 
-def _name_the_host(estate, promo, sentence: str, error: str | None) -> str:
+def _name_the_host(estate: Estate, promo: Promotion, sentence: str, error: str | None) -> str:
     """An error that names no target (e.g. the Docker client's "Failed to establish connection")
     gets the environment's targets added, so people know where to look."""
     if not error:
@@ -139,7 +147,7 @@ def _name_the_host(estate, promo, sentence: str, error: str | None) -> str:
     return sentence.rstrip(".") + f" ({where}, in {promo.environment})."
 
 
-def approved_by(ledger, promo) -> list[str]:
+def approved_by(ledger: ApprovalBook, promo: Promotion) -> list[str]:
     """Who approved, in order (counted approvals only)."""
     seen: list[str] = []
     for a in ledger.approvals_for(promo.id):
@@ -148,14 +156,15 @@ def approved_by(ledger, promo) -> list[str]:
     return seen
 
 
-def _release_for(digests: dict[str, Any], candidates: list) -> str | None:
+def _release_for(digests: dict[str, Any], candidates: list[Release | None]) -> str | None:
     for rel in candidates:
         if rel is not None and dict(rel.digests()) == {k: v for k, v in digests.items() if v}:
             return rel.name
     return None
 
 
-def target_states(estate, ledger, app: str, env_name: str, recent: list) -> list[dict[str, Any]]:
+def target_states(estate: Estate, ledger: ReadLedger, app: str, env_name: str,
+                  recent: list[Promotion]) -> list[dict[str, Any]]:
     """Each target's last recorded result in this environment: what it runs, how it went."""
     env = estate.environment(env_name)
     last: dict[str, tuple[Any, Any]] = {}
@@ -170,7 +179,7 @@ def target_states(estate, ledger, app: str, env_name: str, recent: list) -> list
                 if tr.target not in last or tr.recorded_at > last[tr.target][0].recorded_at:
                     last[tr.target] = (tr, promo)
     releases = {}
-    out = []
+    out: list[dict[str, Any]] = []
     for t in env.targets:
         if t.name not in last:
             out.append({"target": t.name, "release": None, "result": None, "healthy": None, "at": None,
@@ -191,7 +200,8 @@ def target_states(estate, ledger, app: str, env_name: str, recent: list) -> list
     return out
 
 
-def environment_cell(estate, ledger, app: str, env_name: str, recent: list) -> dict[str, Any] | None:
+def environment_cell(estate: Estate, ledger: ReadLedger, app: str, env_name: str,
+                     recent: list[Promotion]) -> dict[str, Any] | None:
     """The board cell: the release the environment last verified, each target's state, degraded or not."""
     rel = ledger.deployed_release(app, env_name)
     targets = target_states(estate, ledger, app, env_name, recent)
@@ -220,7 +230,7 @@ def environment_cell(estate, ledger, app: str, env_name: str, recent: list) -> d
     return cell
 
 
-def board(estate, ledger, limit: int = 30) -> dict[str, Any]:
+def board(estate: Estate, ledger: ReadLedger, limit: int = 30) -> dict[str, Any]:
     """Environments x apps (with per-target state), and the promotion timeline with approvers."""
     recent = ledger.recent_promotions(max(limit, TARGET_HISTORY))
     cells: dict[str, dict[str, Any]] = {}
@@ -242,7 +252,7 @@ def board(estate, ledger, limit: int = 30) -> dict[str, Any]:
             "timeline": timeline, "pending_approvals": len(ledger.promotions_with_status("awaiting_approval"))}
 
 
-def evidence_view(ledger, evidence_id: str, trust: TrustStore | TrustStoreError) -> dict[str, Any]:
+def evidence_view(ledger: EvidenceBook, evidence_id: str, trust: TrustStore | TrustStoreError) -> dict[str, Any]:
     """One evidence record as people read it, verified against the configured trust store (never the
     ledger's self-registered keys); with no trust store it reads "not verified" and says why."""
     record = ledger.get_evidence(evidence_id)   # NotFound for the caller

@@ -55,11 +55,17 @@ class Approver:
 class ApprovalLike(Protocol):
     """What `tally` and `decide_approval_attempt` read from a recorded attempt (ledger.records.Approval fits)."""
 
-    approver: str
-    decision: str
-    content_hash: str
-    counted: bool
-    refusal: str | None
+    # Read-only (properties): frozen dataclasses such as ledger.decisions.ApprovalAttempt fit too.
+    @property
+    def approver(self) -> str: ...
+    @property
+    def decision(self) -> str: ...
+    @property
+    def content_hash(self) -> str: ...
+    @property
+    def counted(self) -> bool: ...
+    @property
+    def refusal(self) -> str | None: ...
 
 
 @dataclass(frozen=True)

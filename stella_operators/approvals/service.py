@@ -13,7 +13,7 @@ and what an approver is told is what was stored.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stella_operators.approvals.policy import (
     CLOSED,
@@ -28,6 +28,12 @@ from stella_operators.estate.models import ApprovalRequirement, ApproverGroup, E
 from stella_operators.evidence.recorder import seal_release_evidence
 from stella_operators.ledger.decisions import ApprovalAttempt, ApprovalWrite, Settlement
 from stella_operators.promotion.state import PromotionStatus as S
+
+if TYPE_CHECKING:
+    from stella_operators.evidence.keys import SigningKey
+    from stella_operators.ledger.protocols import ApprovalLedger
+    from stella_operators.ledger.records import Approval
+    from stella_operators.promotion.model import Promotion
 
 # Approvals that a freeze override or a pending policy adds, in an environment without approver
 # groups, go to Airflow admins.
@@ -53,7 +59,7 @@ class AttemptResult:
         return self.counted and self.status in (S.APPROVED, S.REJECTED)
 
 
-def effective_requirement(estate: Estate, promo) -> tuple[ApprovalRequirement, list[ApproverGroup]]:
+def effective_requirement(estate: Estate, promo: Promotion) -> tuple[ApprovalRequirement, list[ApproverGroup]]:
     """The environment's requirement with the count the gate decision settled on, and its groups."""
     env = estate.environment(promo.environment)
     base = env.approvals or ApprovalRequirement(required=0, groups=[])
@@ -64,7 +70,7 @@ def effective_requirement(estate: Estate, promo) -> tuple[ApprovalRequirement, l
     return requirement, [g for g in estate.approver_groups if g.name in requirement.groups]
 
 
-def approval_state(estate: Estate, ledger, promotion_id: str) -> ApprovalState:
+def approval_state(estate: Estate, ledger: ApprovalLedger, promotion_id: str) -> ApprovalState:
     promo = ledger.get_promotion(promotion_id)
     release = ledger.get_release(promo.release_id)
     requirement, _ = effective_requirement(estate, promo)
@@ -80,8 +86,8 @@ def _settlement(state: ApprovalState, actor: str) -> Settlement | None:
     return None
 
 
-def submit_approval(estate: Estate, ledger, key, promotion_id: str, approver: Approver, decision: str, comment: str,
-                    content_hash: str | None = None) -> AttemptResult:
+def submit_approval(estate: Estate, ledger: ApprovalLedger, key: SigningKey, promotion_id: str, approver: Approver,
+                    decision: str, comment: str, content_hash: str | None = None) -> AttemptResult:
     """Record one approval attempt. Identity (`approver`) comes from Airflow's auth, never the body.
 
     Every attempt is stored, counted or refused; one arriving when the promotion no longer waits for
@@ -96,7 +102,7 @@ def submit_approval(estate: Estate, ledger, key, promotion_id: str, approver: Ap
     shown = content_hash or release.content_hash
     verdict: dict[str, Any] = {"duplicate": False}
 
-    def plan(current, attempts) -> ApprovalWrite:
+    def plan(current: Promotion, attempts: list[Approval]) -> ApprovalWrite:
         if current.status != S.AWAITING_APPROVAL:
             return ApprovalWrite(attempt=ApprovalAttempt(approver.user, decision, comment, shown, False, CLOSED))
         requirement, groups = effective_requirement(estate, current)
@@ -117,11 +123,13 @@ def submit_approval(estate: Estate, ledger, key, promotion_id: str, approver: Ap
     requirement, _ = effective_requirement(estate, written.promotion)
     state = tally(requirement, written.attempts, release.content_hash)
     row = written.attempt
+    assert row is not None  # plan() above always writes an attempt
     return AttemptResult(row.counted, row.refusal, verdict["duplicate"], state, row.evidence_id,
                          str(written.promotion.status))
 
 
-def settle_approval(estate: Estate, ledger, key, promotion_id: str, event: dict[str, Any]) -> S:
+def settle_approval(estate: Estate, ledger: ApprovalLedger, key: SigningKey, promotion_id: str,
+                    event: dict[str, Any]) -> S:
     """Settle the approval wait from the ledger's own tally; returns the promotion's status.
 
     The event (from the trigger) is only a hint: an `approved` or `rejected` claim changes nothing
@@ -134,7 +142,7 @@ def settle_approval(estate: Estate, ledger, key, promotion_id: str, event: dict[
     release = ledger.get_release(ledger.get_promotion(promotion_id).release_id)  # sealed: never changes
     ledger.register_key(key.key_id, key.public_pem())
 
-    def plan(current, attempts) -> ApprovalWrite:
+    def plan(current: Promotion, attempts: list[Approval]) -> ApprovalWrite:
         if current.status != S.AWAITING_APPROVAL:
             return ApprovalWrite()
         requirement, _ = effective_requirement(estate, current)

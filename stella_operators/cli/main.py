@@ -11,10 +11,14 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from stella_operators.api.sentences import refusal_sentence
 from stella_operators.estate.errors import EstateError
 from stella_operators.settings import estate_path
+
+if TYPE_CHECKING:
+    from stella_operators.ledger import Ledger
 
 
 def _default_estate() -> str:
@@ -73,7 +77,7 @@ def cmd_dags_render(args) -> int:
     return 0
 
 
-def _ledger(args):
+def _ledger(args: argparse.Namespace) -> Ledger:
     from stella_operators.hooks.ledger import LedgerHook
 
     return LedgerHook(args.ledger_conn_id).get_conn()
@@ -162,14 +166,6 @@ def cmd_release_create(args) -> int:
             value = json.loads(value)
     print(json.dumps({"dag_id": dag_id, "run_id": run_id, **(value or {})}, indent=2))
     return 0
-
-
-def _detail(r) -> str:
-    try:
-        body = r.json()
-    except ValueError:
-        return r.text[:500]
-    return str(body.get("detail", body)) if isinstance(body, dict) else str(body)
 
 
 def cmd_status(args) -> int:
@@ -399,7 +395,8 @@ def cmd_approve(args) -> int:
         r = client.post(f"/stella/api/v1/promotions/{args.promotion}/approvals", headers=auth,
                         json={"decision": "reject" if args.reject else "approve", "comment": args.comment or "",
                               "content_hash": release["content_hash"]})
-    body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {"detail": r.text}
+    body: dict[str, Any] = (r.json() if r.headers.get("content-type", "").startswith("application/json")
+                            else {"detail": r.text})
     if r.status_code >= 400:
         sentence = refusal_sentence(body.get("refusal")) or body.get("detail")
         print(f"refused (HTTP {r.status_code}): {sentence}")
@@ -436,7 +433,8 @@ def cmd_promotion_abort(args) -> int:
         token = r.json()["access_token"]
         r = client.post(f"/stella/api/v1/promotions/{args.promotion}/abort",
                         headers={"Authorization": f"Bearer {token}"}, json={"reason": args.reason})
-    body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {"detail": r.text}
+    body: dict[str, Any] = (r.json() if r.headers.get("content-type", "").startswith("application/json")
+                            else {"detail": r.text})
     if r.status_code >= 400:
         detail = body.get("detail")
         if isinstance(detail, list):  # FastAPI's validation errors

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from airflow.sdk import DAG, Asset, Param, get_parsing_context
 
@@ -22,7 +25,7 @@ from stella_operators.operators.release import CreateReleaseOperator
 from stella_operators.release.service import NAME_RE
 from stella_operators.sensors.approval import ApprovalSensor
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 REF_PATTERN = r"^[A-Za-z0-9_.:/@+-]+$"
 # Something that is not white space (JSON Schema patterns search, they are not anchored): a reason
 # of blanks would be recorded as blank and shown as "by admin:" and nothing.
@@ -43,7 +46,8 @@ def verified_asset(app: str, env: str) -> Asset:
 
 
 # App and environment names are `[a-z][a-z0-9-]*` (no "_"), so "__" splits a DAG id unambiguously.
-_DAG_ID_RE = re.compile(r"^stella_(?:release__(?P<rapp>[a-z][a-z0-9-]*)|promote__(?P<papp>[a-z][a-z0-9-]*)__[a-z][a-z0-9-]*)$")
+_DAG_ID_RE = re.compile(
+    r"^stella_(?:release__(?P<rapp>[a-z][a-z0-9-]*)|promote__(?P<papp>[a-z][a-z0-9-]*)__[a-z][a-z0-9-]*)$")
 
 
 def app_of_dag_id(dag_id: str) -> str | None:
@@ -80,17 +84,17 @@ def build_estate_dags(estate_path: str | Path, *, shard: int = 0, shards: int = 
         return {wanted: build()} if build else {}
     estate = load_estate(path, prime_cache=True)
     dags: dict[str, DAG] = {}
-    for app in estate.apps:
-        if shard_of(app.name, shards) == shard:
-            dags.update({dag_id: build() for dag_id, build in _dag_builders(estate, app.name, path).items()})
+    for each in estate.apps:
+        if shard_of(each.name, shards) == shard:
+            dags.update({dag_id: build() for dag_id, build in _dag_builders(estate, each.name, path).items()})
     return dags
 
 
-def _dag_builders(estate: Estate, app: str, path: str) -> dict:
+def _dag_builders(estate: Estate, app: str, path: str) -> dict[str, Callable[[], DAG]]:
     """{dag_id: () -> DAG} of one app: ids are cheap, DAGs are built only when called."""
-    out = {release_dag_id(app): lambda: _release_dag(estate, app, path)}
+    out: dict[str, Callable[[], DAG]] = {release_dag_id(app): partial(_release_dag, estate, app, path)}
     for env in estate.app_environments(app):
-        out[promote_dag_id(app, env.name)] = lambda e=env.name: _promote_dag(estate, app, e, path)
+        out[promote_dag_id(app, env.name)] = partial(_promote_dag, estate, app, env.name, path)
     return out
 
 
@@ -122,7 +126,7 @@ def _release_dag(estate: Estate, app: str, path: str) -> DAG:
         CreateReleaseOperator(
             task_id="create_release", estate_path=path, app=app,
             release_name="{{ params.name }}",
-            refs={c.name: "{{ params['%s'] }}" % c.name for c in comps},
+            refs={c.name: "{{ params['" + c.name + "'] }}" for c in comps},
             source={"commit": "{{ params.source_commit or '' }}"},
         )
     return dag
@@ -157,7 +161,7 @@ def _promote_dag(estate: Estate, app: str, env_name: str, path: str) -> DAG:
              + (f" (after {', '.join(upstream)})" if upstream else ""),
              doc_md=f"Promote **{app}** into **{env_name}**: evaluate the gates, wait for approvals, deploy to "
                     f"{len(env.targets)} target(s) with `{env.strategy}`, verify, emit the Asset.") as dag:
-        common = {"estate_path": path, "app": app, "environment": env_name}
+        common: dict[str, Any] = {"estate_path": path, "app": app, "environment": env_name}
         request = RequestPromotionOperator(task_id="request", release="{{ params.release or '' }}",
                                            reason="{{ params.reason }}", **common)
         promo = "{{ ti.xcom_pull(task_ids='request') }}"

@@ -19,9 +19,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 from stella_operators.deploy.rollback import finalize_targets, restore_targets
 from stella_operators.targets.contract import PreparedChange, Target, TargetPlan
@@ -175,6 +176,10 @@ def _discard(slot: _Slot) -> str | None:
     return None
 
 
+def _discard_on_return(slot: _Slot) -> Callable[[Future[None]], None]:
+    return lambda _fut: _late_discard(slot)
+
+
 def _late_discard(slot: _Slot) -> None:
     """Runs in the worker thread when a prepare that overran the deadline finally returns."""
     problem = _discard(slot)
@@ -188,6 +193,8 @@ def _late_discard(slot: _Slot) -> None:
 def _commit(slot: _Slot) -> str | None:
     t0 = time.monotonic()
     try:
+        if slot.prepared is None:  # commit is only called for slots whose prepare succeeded
+            raise RuntimeError("nothing was prepared")
         slot.target.commit(slot.plan, slot.prepared)
     except Exception as exc:  # noqa: BLE001
         return f"{slot.target.name}: commit failed: {_err(exc)}"
@@ -218,10 +225,10 @@ def _map(pool: ThreadPoolExecutor, fn: Callable[[_Slot], str | None], slots: lis
     for fut, slot in futures.items():
         if fut in not_done:
             problems.append((slot, f"{slot.target.name}: {what} did not finish within {timeout:.0f} s"))
-        elif fut.exception() is not None:
-            problems.append((slot, f"{slot.target.name}: {what} failed: {_err(fut.exception())}"))
-        elif fut.result():
-            problems.append((slot, fut.result()))
+        elif (exc := fut.exception()) is not None:
+            problems.append((slot, f"{slot.target.name}: {what} failed: {_err(exc)}"))
+        elif problem := fut.result():
+            problems.append((slot, problem))
     return problems
 
 
@@ -243,7 +250,7 @@ def _finish_logs(slots: list[_Slot]) -> None:
 def _run(slots: list[_Slot], pool: ThreadPoolExecutor, deadline: float, timeout_s: float,
          cleanup_timeout_s: float) -> DeploymentOutcome:
     # ---- phase 1: facts before + prepare everywhere, within the time budget --------------------
-    futures: dict[Future, _Slot] = {pool.submit(_prepare_job, s): s for s in slots}
+    futures: dict[Future[None], _Slot] = {pool.submit(_prepare_job, s): s for s in slots}
     pending = set(futures)
     while pending:
         remaining = deadline - time.monotonic()
@@ -264,7 +271,7 @@ def _run(slots: list[_Slot], pool: ThreadPoolExecutor, deadline: float, timeout_
         slot.timed_out = True
         with slot.lock:
             slot.error = slot.error or f"{slot.target.name}: prepare did not finish within {timeout_s:.0f} s"
-        fut.add_done_callback(lambda _f, s=slot: _late_discard(s))  # discard as soon as it returns
+        fut.add_done_callback(_discard_on_return(slot))  # discard as soon as it returns
 
     failures = [s for s in slots if s.error]
     if failures:

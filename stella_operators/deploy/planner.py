@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from stella_operators.estate.models import Estate
 from stella_operators.release.model import Release
@@ -19,7 +19,7 @@ def plan_deployment(estate: Estate, release: Release, *, environment: str, promo
                       health=by_name[c.name].health)
         for c in release.components
     )
-    deployed_at = (now or datetime.now(timezone.utc)).isoformat()
+    deployed_at = (now or datetime.now(UTC)).isoformat()
     plans = []
     for target in env.targets:
         sticker = VersionSticker(

@@ -10,12 +10,17 @@ from stella_operators.estate.models import Estate
 TARGET_TYPES_GROUP = "stella_operators.targets"
 
 
+# Where a problem is in the estate document: keys and list indexes, e.g. ("environments", 0, "targets", 1).
+Loc = tuple[str | int, ...]
+
+
 def known_target_types() -> set[str]:
     return {ep.name for ep in stella_entry_points(TARGET_TYPES_GROUP)}
 
 
-def cross_check(estate: Estate) -> Iterator[tuple[tuple, str, str]]:
+def cross_check(estate: Estate) -> Iterator[tuple[Loc, str, str]]:
     """Yield (loc, path, message) for every cross-reference problem."""
+    loc: Loc
     yield from _duplicates(estate)
     env_names = [e.name for e in estate.environments]
     types = known_target_types()
@@ -39,10 +44,10 @@ def cross_check(estate: Estate) -> Iterator[tuple[tuple, str, str]]:
         yield loc, _p(loc), f"promotion path has a cycle: {' -> '.join(cycle)}; make the path a DAG"
     hosts = {r.host for r in estate.registries}
     for i, app in enumerate(estate.apps):
-        for j, env in enumerate(app.environments or []):
-            if env not in env_names:
+        for j, env_name in enumerate(app.environments or []):
+            if env_name not in env_names:
                 loc = ("apps", i, "environments", j)
-                yield loc, _p(loc), f"unknown environment {env!r} (known: {', '.join(env_names)})"
+                yield loc, _p(loc), f"unknown environment {env_name!r} (known: {', '.join(env_names)})"
         for j, comp in enumerate(app.components):
             host = comp.repository.split("/", 1)[0]
             if host not in hosts:
@@ -51,10 +56,11 @@ def cross_check(estate: Estate) -> Iterator[tuple[tuple, str, str]]:
                                      f"(- host: {host}) with its scheme and connection")
 
 
-def _gates_and_approvals(estate: Estate) -> Iterator[tuple[tuple, str, str]]:
+def _gates_and_approvals(estate: Estate) -> Iterator[tuple[Loc, str, str]]:
     from stella_operators.gates.contract import GateConfigError
     from stella_operators.gates.registry import build_gate, gate_types
 
+    loc: Loc
     groups = {g.name for g in estate.approver_groups}
     types = gate_types({spec.get("type") for env in estate.environments for spec in env.gates})
     for i, env in enumerate(estate.environments):
@@ -69,7 +75,7 @@ def _gates_and_approvals(estate: Estate) -> Iterator[tuple[tuple, str, str]]:
                 yield loc, _p(loc), "approvals are required but no approver group may give them; name a group"
         names: dict[str, int] = {}
         for j, spec in enumerate(env.gates):
-            base = ("environments", i, "gates", j)
+            base: Loc = ("environments", i, "gates", j)
             try:
                 gate = build_gate(spec, types=types)
             except GateConfigError as exc:
@@ -83,8 +89,8 @@ def _gates_and_approvals(estate: Estate) -> Iterator[tuple[tuple, str, str]]:
             names[gate.name] = j
 
 
-def _duplicates(estate: Estate) -> Iterator[tuple[tuple, str, str]]:
-    def dup(items, loc_prefix, what):
+def _duplicates(estate: Estate) -> Iterator[tuple[Loc, str, str]]:
+    def dup(items: list[str], loc_prefix: Loc, what: str) -> Iterator[tuple[Loc, str, str]]:
         seen: dict[str, int] = {}
         for idx, name in enumerate(items):
             if name in seen:
@@ -99,12 +105,13 @@ def _duplicates(estate: Estate) -> Iterator[tuple[tuple, str, str]]:
     yield from dup([g.name for g in estate.approver_groups], ("approver_groups",), "approver group")
     for i, app in enumerate(estate.apps):
         yield from dup([c.name for c in app.components], ("apps", i, "components"), "component")
-    seen: dict[str, tuple] = {}
+    seen: dict[str, Loc] = {}
     for i, env in enumerate(estate.environments):
         for j, t in enumerate(env.targets):
-            loc = ("environments", i, "targets", j, "name")
+            loc: Loc = ("environments", i, "targets", j, "name")
             if t.name in seen:
-                yield loc, _p(loc), f"duplicate target {t.name!r} (first at {_p(seen[t.name])}); target names are global"
+                yield (loc, _p(loc),
+                       f"duplicate target {t.name!r} (first at {_p(seen[t.name])}); target names are global")
             else:
                 seen[t.name] = loc
 
@@ -137,7 +144,7 @@ def _find_cycle(estate: Estate) -> list[str] | None:
     return None
 
 
-def _p(loc: tuple) -> str:
+def _p(loc: Loc) -> str:
     from stella_operators.estate.loader import format_loc
 
     return format_loc(loc)

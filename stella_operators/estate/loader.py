@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from stella_operators.estate.checks import cross_check
 from stella_operators.estate.errors import EstateError, Problem
@@ -99,12 +100,12 @@ def _cache_file(p: Path) -> Path:
     return estate_cache_dir() / f"estate-{hashlib.sha256(str(p.resolve()).encode()).hexdigest()[:24]}.json"
 
 
-def _parsed(p: Path, text: str) -> dict:
+def _parsed(p: Path, text: str) -> dict[str, Any]:
     digest = hashlib.sha256(text.encode()).hexdigest()
     try:
         cached = json.loads(_cache_file(p).read_text(encoding="utf-8"))
         if isinstance(cached, dict) and cached.get("sha256") == digest and isinstance(cached.get("data"), dict):
-            return cached["data"]
+            return typing.cast(dict[str, Any], cached["data"])
     except (OSError, ValueError):
         pass
     data = _yaml_data(text, str(p))
@@ -112,7 +113,7 @@ def _parsed(p: Path, text: str) -> dict:
     return data
 
 
-def _store_parsed(p: Path, text: str, data: dict) -> None:
+def _store_parsed(p: Path, text: str, data: dict[str, Any]) -> None:
     """Best effort (a read-only STELLA_HOME just means no cache). Only data that JSON carries
     unchanged is stored: YAML timestamps or non-string keys would come back different."""
     try:
@@ -132,7 +133,7 @@ def _store_parsed(p: Path, text: str, data: dict) -> None:
         pass
 
 
-def _yaml_data(text: str, source: str) -> dict:
+def _yaml_data(text: str, source: str) -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=_FastLoader)
     except yaml.YAMLError as exc:
@@ -144,7 +145,7 @@ def _yaml_data(text: str, source: str) -> dict:
     return data
 
 
-def validate_estate_data(data: dict, text: str | None, *, source: str) -> Estate:
+def validate_estate_data(data: dict[str, Any], text: str | None, *, source: str) -> Estate:
     """Validate parsed YAML; problems carry line numbers when `text` is given."""
     def root() -> yaml.Node | None:
         return yaml.compose(text, Loader=yaml.SafeLoader) if text is not None else None
@@ -168,7 +169,7 @@ def format_loc(loc: Loc) -> str:
     return out
 
 
-def _problem_from(err: dict[str, Any], root: yaml.Node | None) -> Problem:
+def _problem_from(err: ErrorDetails, root: yaml.Node | None) -> Problem:
     loc: Loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
@@ -186,7 +187,8 @@ def _problem_from(err: dict[str, Any], root: yaml.Node | None) -> Problem:
     elif kind == "literal_error":
         msg = f"{err.get('input')!r} is not one of the allowed values: {err.get('ctx', {}).get('expected', '')}"
     else:
-        msg = f"{msg} (got {err.get('input')!r})" if "input" in err and not isinstance(err["input"], (dict, list)) else msg
+        if "input" in err and not isinstance(err["input"], (dict, list)):
+            msg = f"{msg} (got {err.get('input')!r})"
     return Problem(format_loc(loc), msg, _line_of(root, loc))
 
 

@@ -95,7 +95,8 @@ class Environment(_Strict):
     gates: list[dict[str, Any]] = Field(
         default_factory=list, description="gate entries: {type: security|freeze|policy|..., name?, ...config}")
     max_active_promotions: int = Field(
-        16, ge=1, le=1024, description="promotion runs at once (waiting for approval); deploys are serialized by the lock")
+        16, ge=1, le=1024,
+        description="promotion runs at once (waiting for approval); deploys are serialized by the lock")
     lock: Literal["wait", "refuse"] = Field(
         "wait", description="when another promotion is deploying here: wait (deferred) or refuse")
     lock_scope: Literal["app", "environment"] = Field(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any
 
@@ -18,7 +18,7 @@ def iso_utc(dt: datetime) -> str:
     """
     if dt.tzinfo is None:
         return dt.isoformat()
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def to_jsonable(obj: Any) -> Any:

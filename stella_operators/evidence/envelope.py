@@ -12,7 +12,7 @@ import binascii
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -88,19 +88,21 @@ class EvidenceRecord(BaseModel):
         return base64.b64decode(self.envelope["payload"], validate=True)
 
     def statement(self) -> dict[str, Any]:
-        return json.loads(self.payload_bytes())
+        statement: dict[str, Any] = json.loads(self.payload_bytes())
+        return statement
 
     @property
     def content(self) -> dict[str, Any]:
         """The predicate's content as signed (what/where/who/why/how/when)."""
-        return self.statement()["predicate"]["content"]
+        content: dict[str, Any] = self.statement()["predicate"]["content"]
+        return content
 
     def to_file_json(self) -> str:
         """Canonical JSON text (plus a newline): byte-for-byte reproducible, so any edit shows."""
         return canonical_json(self.model_dump(mode="json")).decode("utf-8") + "\n"
 
     @classmethod
-    def from_file_json(cls, text: str | bytes) -> "EvidenceRecord":
+    def from_file_json(cls, text: str | bytes) -> EvidenceRecord:
         """Parse a file written by `to_file_json` (no signature check: see `verify_evidence`)."""
         return cls.model_validate(json.loads(text))
 
@@ -169,7 +171,7 @@ def seal_evidence(type: EvidenceType | str, subjects: list[tuple[str, str]], con
     etype = EvidenceType(type)
     if created_at.tzinfo is None:
         raise ValueError("created_at must be timezone-aware")
-    created_at = created_at.astimezone(timezone.utc)
+    created_at = created_at.astimezone(UTC)
     if not isinstance(content, dict):
         raise TypeError("evidence content must be a dict")
     assert_no_secrets(content)
@@ -198,7 +200,7 @@ def _strict_b64(value: Any, what: str) -> bytes:
     return data
 
 
-def _parse_input(obj: EvidenceRecord | dict | str | bytes) -> tuple[dict, dict | None]:
+def _parse_input(obj: EvidenceRecord | dict[str, Any] | str | bytes) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(envelope, record dict or None) from whatever the caller holds."""
     if isinstance(obj, EvidenceRecord):
         return obj.envelope, obj.model_dump(mode="json")
@@ -223,7 +225,7 @@ def _parse_input(obj: EvidenceRecord | dict | str | bytes) -> tuple[dict, dict |
     return obj, None
 
 
-def _check_envelope(env: dict) -> tuple[bytes, list[tuple[str, bytes]]]:
+def _check_envelope(env: dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
     extra = set(env) - {"payloadType", "payload", "signatures"}
     if extra:
         raise _Bad(f"envelope has unexpected fields {sorted(extra)}")
@@ -241,7 +243,7 @@ def _check_envelope(env: dict) -> tuple[bytes, list[tuple[str, bytes]]]:
     return payload, out
 
 
-def _check_statement(st: Any) -> dict:
+def _check_statement(st: Any) -> dict[str, Any]:
     if not isinstance(st, dict) or st.get("_type") != STATEMENT_TYPE:
         raise _Bad(f"payload is not an in-toto Statement v1 ({STATEMENT_TYPE})")
     pred = st.get("predicate")
@@ -260,7 +262,7 @@ def _check_statement(st: Any) -> dict:
     return st
 
 
-def _check_record(rec: dict, key_id: str, st: dict) -> None:
+def _check_record(rec: dict[str, Any], key_id: str, st: dict[str, Any]) -> None:
     try:
         record = EvidenceRecord.model_validate(rec)
     except ValidationError as exc:
@@ -279,7 +281,7 @@ def _check_record(rec: dict, key_id: str, st: dict) -> None:
         raise _Bad("record field 'created_at' does not match the signed statement")
 
 
-def verify_evidence(evidence: EvidenceRecord | dict | str | bytes, trusted: TrustedKeys) -> Verification:
+def verify_evidence(evidence: EvidenceRecord | dict[str, Any] | str | bytes, trusted: TrustedKeys) -> Verification:
     """Check evidence offline: a record, a record file's text, or a bare DSSE envelope (dict or JSON).
 
     Order follows DSSE: structure, content hash, signatures, and only then is the payload parsed.

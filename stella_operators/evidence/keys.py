@@ -45,11 +45,11 @@ class SigningKey:
         self.key_id = key_id_for(private_key.public_key())
 
     @classmethod
-    def generate(cls) -> "SigningKey":
+    def generate(cls) -> SigningKey:
         return cls(Ed25519PrivateKey.generate())
 
     @classmethod
-    def from_pem(cls, pem: bytes | str, password: bytes | None = None) -> "SigningKey":
+    def from_pem(cls, pem: bytes | str, password: bytes | None = None) -> SigningKey:
         key = serialization.load_pem_private_key(_as_bytes(pem), password=password)
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError(f"only Ed25519 private keys are supported, got {type(key).__name__}")
@@ -75,7 +75,7 @@ class SigningKey:
         return f"SigningKey({self.key_id})"
 
 
-def load_or_create_dev_key(path: str | os.PathLike) -> SigningKey:
+def load_or_create_dev_key(path: str | os.PathLike[str]) -> SigningKey:
     """Load the PEM key at `path`, or create one there (mode 0600) if it does not exist.
 
     Creation is atomic (written to a temporary file, then hard-linked into place), so two

@@ -73,7 +73,7 @@ def _add(trusted: TrustedKeys, text: str, where: str) -> None:
             raise TrustStoreError(f"{where}: {exc}") from None
 
 
-def key_files(path: str | os.PathLike) -> list[Path]:
+def key_files(path: str | os.PathLike[str]) -> list[Path]:
     """The key files of a trust path: the file itself, or a directory's `*.pub` / `*.pem` files."""
     p = Path(path)
     if p.is_dir():
@@ -84,7 +84,7 @@ def key_files(path: str | os.PathLike) -> list[Path]:
     raise TrustStoreError(f"trust store {p} does not exist")
 
 
-def load_trust_store(paths: Iterable[str | os.PathLike] = (), pems: Iterable[str] = (), *,
+def load_trust_store(paths: Iterable[str | os.PathLike[str]] = (), pems: Iterable[str] = (), *,
                      source: str) -> TrustStore:
     """Trusted keys from files / directories and PEM texts; an empty result is an error.
 

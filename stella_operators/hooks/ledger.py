@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 from sqlalchemy.engine import URL
 
 from stella_operators import settings
 from stella_operators.hooks.connections import connection_or_none
+
+if TYPE_CHECKING:
+    from stella_operators.ledger import Ledger
 
 
 def ledger_url_from_connection(conn: Any) -> str:
@@ -49,12 +52,12 @@ class LedgerHook(BaseHook):
             return settings.default_ledger_url()
         return ledger_url_from_connection(conn)
 
-    def get_conn(self):
+    def get_conn(self) -> Ledger:
         return _open_ledger(self.url())
 
 
 @lru_cache(maxsize=8)
-def _open_ledger(url: str):
+def _open_ledger(url: str) -> Ledger:
     from stella_operators.ledger import Ledger
 
     return Ledger.open(url)

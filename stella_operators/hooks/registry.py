@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from airflow.sdk import BaseHook
 
-from stella_operators.estate.models import Registry
+from stella_operators.estate.models import Component, Estate, Registry
 from stella_operators.hooks.connections import connection_or_none
+
+if TYPE_CHECKING:
+    from stella_operators.registry.client import RegistryClient
+    from stella_operators.release.service import Resolver
 
 
 class OciRegistryHook(BaseHook):
@@ -20,7 +26,7 @@ class OciRegistryHook(BaseHook):
         super().__init__()
         self.registry = registry
 
-    def get_conn(self):
+    def get_conn(self) -> RegistryClient:
         from stella_operators.registry.client import RegistryClient
 
         username = password = None
@@ -34,14 +40,16 @@ class OciRegistryHook(BaseHook):
                               scheme=self.registry.scheme, verify_tls=self.registry.verify_tls)
 
 
-def registry_resolver(estate):
+def registry_resolver(estate: Estate) -> Resolver:
     """A release Resolver that resolves through each repository's registry (one client per registry)."""
     from stella_operators.release.model import ComponentDigest
 
-    clients: dict[str, object] = {}
+    clients: dict[str, RegistryClient] = {}
 
-    def resolve(component, repository: str, reference: str) -> ComponentDigest:
+    def resolve(component: Component, repository: str, reference: str) -> ComponentDigest:
         registry = estate.registry_for(repository)
+        if registry is None:  # the estate's checks refuse a repository of an undeclared registry
+            raise ValueError(f"repository {repository}: its registry is not declared in the estate")
         if registry.host not in clients:
             clients[registry.host] = OciRegistryHook(registry).get_conn()
         resolved = clients[registry.host].resolve(repository.split("/", 1)[1], reference)

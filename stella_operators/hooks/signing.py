@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseHook
 
@@ -10,6 +11,9 @@ from stella_operators import settings
 from stella_operators.evidence.trust import TrustStoreError
 from stella_operators.hooks.connections import connection_or_none
 from stella_operators.hooks.trust import TrustStoreHook
+
+if TYPE_CHECKING:
+    from stella_operators.evidence.keys import SigningKey
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +34,12 @@ class SigningKeyHook(BaseHook):
         super().__init__()
         self.signing_key_conn_id = signing_key_conn_id or settings.signing_key_conn_id()
 
-    def get_conn(self):
+    def get_conn(self) -> SigningKey:
         key = self._load()
         warn_if_untrusted(key)
         return key
 
-    def _load(self):
+    def _load(self) -> SigningKey:
         from stella_operators.evidence.keys import SigningKey, load_or_create_dev_key
 
         conn = connection_or_none(self.signing_key_conn_id)
@@ -53,7 +57,7 @@ class SigningKeyHook(BaseHook):
         return SigningKey.from_pem(conn.password.encode())
 
 
-def warn_if_untrusted(key) -> None:
+def warn_if_untrusted(key: SigningKey) -> None:
     """Say so when evidence is about to be signed with a key that verification will not trust: it
     would be stored, but `stella evidence verify` would report every such record untrusted."""
     try:

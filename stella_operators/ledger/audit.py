@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from stella_operators.evidence.canonical import canonical_json, iso_utc, sha256_hex, to_jsonable
 from stella_operators.evidence.envelope import assert_no_secrets
-from stella_operators.ledger.tables import audit_events
+from stella_operators.ledger.tables import audit_events, inserted_id
 
 GENESIS_HASH = "0" * 64
 AUDIT_LOCK = 0x5374656C6C61_02
@@ -41,7 +41,7 @@ def append_audit(conn: sa.Connection, actor: str, action: str, subject: str,
         raise ValueError("an audit event needs an actor")
     detail = to_jsonable(detail or {})
     assert_no_secrets(detail, "detail")
-    at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    at = (at or datetime.now(UTC)).astimezone(UTC)
     if conn.dialect.name == "postgresql":
         # Serialise appenders so each reads the true tail (SQLite writers are already serialised).
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK})
@@ -49,13 +49,13 @@ def append_audit(conn: sa.Connection, actor: str, action: str, subject: str,
         sa.select(audit_events.c.hash).order_by(audit_events.c.seq.desc()).limit(1)).scalar_one_or_none()
     previous = previous or GENESIS_HASH
     digest = chain_hash(previous, at, actor, action, subject, detail)
-    seq = conn.execute(audit_events.insert().values(
+    seq = inserted_id(conn.execute(audit_events.insert().values(
         at=at, actor=actor, action=action, subject=subject, detail=detail, previous_hash=previous,
-        hash=digest)).inserted_primary_key[0]
+        hash=digest)))
     return AuditEvent(seq, at, actor, action, subject, detail, previous, digest)
 
 
-def _event(row) -> AuditEvent:
+def _event(row: sa.Row[Any]) -> AuditEvent:
     return AuditEvent(row.seq, row.at, row.actor, row.action, row.subject, row.detail, row.previous_hash, row.hash)
 
 

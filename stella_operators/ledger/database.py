@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -36,7 +37,7 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):
+    def _on_connect(dbapi_connection: Any, _record: object) -> None:
         # We emit BEGIN ourselves (below), so sqlite3's own implicit transactions are switched off.
         dbapi_connection.isolation_level = None
         cur = dbapi_connection.cursor()
@@ -49,7 +50,7 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         cur.close()
 
     @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn):
+    def _on_begin(conn: sa.Connection) -> None:
         # Writers take the write lock up front: two writers never interleave a read-then-write
         # (the audit chain tail, a promotion's status), and SQLite's busy timeout makes them queue.
         mode = "IMMEDIATE" if conn.get_execution_options().get("stella_write") else "DEFERRED"
@@ -78,7 +79,10 @@ def alembic_config(url: str | sa.URL | None = None) -> Config:
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:  # the migrations ship inside the package; none means a broken install
+        raise RuntimeError(f"no ledger migrations found in {MIGRATIONS_DIR}")
+    return head
 
 
 def current_revision(engine: sa.Engine) -> str | None:

@@ -24,7 +24,7 @@ from stella_operators.ledger import records
 from stella_operators.ledger.audit import append_audit
 from stella_operators.ledger.errors import LedgerError, NotFound
 from stella_operators.ledger.records import APPROVAL_DECISIONS, Approval
-from stella_operators.ledger.tables import approvals, evidence, gate_verdicts, promotions
+from stella_operators.ledger.tables import approvals, evidence, gate_verdicts, inserted_id, promotions
 from stella_operators.promotion.model import Promotion
 from stella_operators.promotion.state import PromotionStatus
 
@@ -40,7 +40,7 @@ def _promotion_status(conn: sa.Connection, promotion_id: str) -> PromotionStatus
     return PromotionStatus(status)
 
 
-def _lock_promotion(conn: sa.Connection, promotion_id: str) -> sa.Row:
+def _lock_promotion(conn: sa.Connection, promotion_id: str) -> sa.Row[Any]:
     """The promotion's row, locked until the transaction ends (PostgreSQL; SQLite writers already hold
     the database's write lock)."""
     row = conn.execute(sa.select(promotions).where(P.id == promotion_id).with_for_update()).one_or_none()
@@ -122,7 +122,7 @@ def _verdict_rows(promotion_id: str, items: Iterable[tuple[GateVerdict, dict[str
 def _insert_verdicts(conn: sa.Connection, promotion_id: str, rows: list[dict[str, Any]], actor: str,
                      now: datetime) -> None:
     for values in rows:
-        seq = conn.execute(gate_verdicts.insert().values(**values)).inserted_primary_key[0]
+        seq = inserted_id(conn.execute(gate_verdicts.insert().values(**values)))
         append_audit(conn, actor, "gate.verdict", f"promotion:{promotion_id}",
                      {"seq": seq, "gate_type": values["gate_type"], "gate_name": values["gate_name"],
                       "verdict": values["verdict"], "reasons": values["reasons"],
@@ -211,8 +211,8 @@ class LedgerDecisions:
         if counted:
             try:
                 with conn.begin_nested():
-                    seq = conn.execute(approvals.insert().values(**values, counted=True, refusal=None)
-                                       ).inserted_primary_key[0]
+                    seq = inserted_id(conn.execute(approvals.insert().values(**values, counted=True,
+                                                                             refusal=None)))
             except IntegrityError:
                 # Only the one-counted-per-person index can refuse it here (the rest was checked above).
                 if self._counted(conn, promotion_id, attempt.approver, attempt.decision) is None:
@@ -222,8 +222,7 @@ class LedgerDecisions:
                                       f"{attempt.decision}; the decision was planned on stale attempts") from None
                 counted, refusal = False, DUPLICATE
         if seq is None:
-            seq = conn.execute(approvals.insert().values(**values, counted=counted, refusal=refusal)
-                               ).inserted_primary_key[0]
+            seq = inserted_id(conn.execute(approvals.insert().values(**values, counted=counted, refusal=refusal)))
         append_audit(conn, attempt.approver, "approval.record", f"promotion:{promotion_id}",
                      {"seq": seq, "approver": attempt.approver, "decision": attempt.decision,
                       "comment": attempt.comment or "", "content_hash": attempt.content_hash, "counted": counted,

@@ -165,9 +165,10 @@ class LedgerLocks:
         env, key = lock_key(app, environment, scope)
         now = self._clock()
         with self._write() as conn:
-            return conn.execute(deploy_locks.update().where(L.environment == env, L.app == key,
-                                                            L.promotion_id == promotion_id)
-                                .values(heartbeat_at=now, expires_at=now + timedelta(seconds=lease_s))).rowcount == 1
+            result = conn.execute(deploy_locks.update().where(L.environment == env, L.app == key,
+                                                              L.promotion_id == promotion_id)
+                                  .values(heartbeat_at=now, expires_at=now + timedelta(seconds=lease_s)))
+            return bool(result.rowcount == 1)
 
     def release_deploy_lock(self, app: str, environment: str, promotion_id: str, *, scope: LockScope = "app",
                             actor: str = "system") -> bool:

@@ -10,7 +10,7 @@ import it without a cycle.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class DeploymentBook(Protocol):
                          actor: str = "system") -> str: ...
     def finish_deployment(self, deployment_id: str, status: DeploymentStatus | str, error: str | None = None, *,
                           actor: str = "system") -> Deployment: ...
-    def add_target_result(self, deployment_id: str, target: str, status: str, digests: dict[str, str],
+    def add_target_result(self, deployment_id: str, target: str, status: str, digests: Mapping[str, str | None],
                           timings: dict[str, int] | None = None, log: str = "",
                           sticker: VersionSticker | dict[str, Any] | None = None, *,
                           actor: str = "system") -> TargetResult: ...
@@ -130,6 +130,10 @@ class AuditLog(Protocol):
 
 class ReleaseLedger(ReleaseBook, EvidenceBook, Protocol):
     """Cutting a release: store it sealed, with its evidence."""
+
+
+class PromotingLedger(ReleaseBook, PromotionBook, Protocol):
+    """Requesting a promotion, and checking the upstream promotion an automatic one follows."""
 
 
 class ApprovalLedger(ReleaseBook, PromotionBook, ApprovalBook, EvidenceBook, Protocol):

@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
 
 from stella_operators.evidence.envelope import EvidenceRecord
 from stella_operators.gates.contract import GateVerdict
@@ -67,7 +70,7 @@ class Approval:
     evidence_id: str | None = None
 
 
-def release_from_row(row) -> Release:
+def release_from_row(row: sa.Row[Any]) -> Release:
     release = Release(id=row.id, app=row.app, name=row.name, state=row.state, content_hash=row.content_hash,
                       components=[ComponentDigest(**c) for c in row.components], created_at=row.created_at,
                       created_by=row.created_by, source=row.source or {})
@@ -78,42 +81,42 @@ def release_from_row(row) -> Release:
     return release
 
 
-def release_values(release: Release) -> dict:
+def release_values(release: Release) -> dict[str, Any]:
     return {"id": release.id, "app": release.app, "name": release.name, "state": release.state.value,
             "content_hash": release.content_hash, "source": dict(release.source),
             "components": [c.model_dump(mode="json") for c in release.components],
             "created_at": release.created_at, "created_by": release.created_by}
 
 
-def promotion_from_row(row) -> Promotion:
+def promotion_from_row(row: sa.Row[Any]) -> Promotion:
     return Promotion(id=row.id, app=row.app, environment=row.environment, release_id=row.release_id,
                      status=row.status, requested_by=row.requested_by, requested_at=row.requested_at,
                      reason=row.reason, dag_id=row.airflow_dag_id, run_id=row.airflow_run_id,
                      decision=row.decision, updated_at=row.updated_at)
 
 
-def target_result_from_row(row) -> TargetResult:
+def target_result_from_row(row: sa.Row[Any]) -> TargetResult:
     sticker = VersionSticker.model_validate(row.sticker) if row.sticker is not None else None
     return TargetResult(row.deployment_id, row.target, row.status, row.digests, row.timings, row.log, sticker,
                         row.recorded_at)
 
 
-def deployment_from_row(row, targets: list[TargetResult]) -> Deployment:
+def deployment_from_row(row: sa.Row[Any], targets: list[TargetResult]) -> Deployment:
     return Deployment(row.id, row.promotion_id, row.strategy, DeploymentStatus(row.status), row.started_at,
                       row.finished_at, row.previous, row.error, tuple(targets))
 
 
-def evidence_from_row(row) -> EvidenceRecord:
+def evidence_from_row(row: sa.Row[Any]) -> EvidenceRecord:
     return EvidenceRecord(id=row.id, type=row.type, subjects=row.subjects, envelope=row.envelope,
                           key_id=row.key_id, created_at=row.created_at)
 
 
-def approval_from_row(row) -> Approval:
+def approval_from_row(row: sa.Row[Any]) -> Approval:
     return Approval(row.seq, row.promotion_id, row.approver, row.decision, row.comment, row.content_hash,
                     bool(row.counted), row.refusal, row.at, row.evidence_id)
 
 
-def gate_verdict_from_row(row) -> tuple[GateVerdict, dict]:
+def gate_verdict_from_row(row: sa.Row[Any]) -> tuple[GateVerdict, dict[str, Any]]:
     verdict = GateVerdict(gate_type=row.gate_type, gate_name=row.gate_name, verdict=row.verdict,
                           reasons=tuple(row.reasons), message=row.message, remedy=row.remedy, details=row.details,
                           inputs_hash=row.inputs_hash, evaluated_at=row.evaluated_at)

@@ -7,8 +7,9 @@ event in the same transaction as the change, so the log and the data never disag
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -21,11 +22,17 @@ from stella_operators.ledger import records
 from stella_operators.ledger.audit import AuditEvent, append_audit, list_audit, verify_chain
 from stella_operators.ledger.database import make_engine, migrate, write_transaction
 from stella_operators.ledger.decisions import LedgerDecisions
-from stella_operators.ledger.locks import LedgerLocks
 from stella_operators.ledger.errors import LedgerError, NotFound
+from stella_operators.ledger.locks import LedgerLocks
 from stella_operators.ledger.records import Deployment, DeploymentStatus, TargetResult
 from stella_operators.ledger.tables import (
-    deployments, evidence, promotion_events, promotions, releases, signing_keys, target_results,
+    deployments,
+    evidence,
+    promotion_events,
+    promotions,
+    releases,
+    signing_keys,
+    target_results,
 )
 from stella_operators.promotion.model import Promotion
 from stella_operators.promotion.state import PromotionStatus, check_transition
@@ -36,10 +43,10 @@ P = promotions.c
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-def _pins(by_target: dict[str, dict[str, str]]) -> list[dict[str, str]]:
+def _pins(by_target: Mapping[str, Mapping[str, str | None]]) -> list[dict[str, str | None]]:
     """target -> component -> digest as a list of rows: names people choose are values, never keys,
     so a component called e.g. `token-service` cannot trip the no-secrets check."""
     return [{"target": t, "component": c, "digest": d}
@@ -59,7 +66,7 @@ class Ledger(LedgerDecisions, LedgerLocks):
         self._clock = clock
 
     @classmethod
-    def open(cls, url: str, **kwargs: Any) -> "Ledger":
+    def open(cls, url: str, **kwargs: Any) -> Ledger:
         ledger = cls(url, **kwargs)
         ledger.migrate()
         return ledger
@@ -70,16 +77,16 @@ class Ledger(LedgerDecisions, LedgerLocks):
     def close(self) -> None:
         self.engine.dispose()
 
-    def __enter__(self) -> "Ledger":
+    def __enter__(self) -> Ledger:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _write(self):
+    def _write(self) -> AbstractContextManager[sa.Connection]:
         return write_transaction(self.engine)
 
-    def _read(self):
+    def _read(self) -> sa.Connection:
         return self.engine.connect()
 
     # -- releases -------------------------------------------------------------------------------
@@ -159,7 +166,8 @@ class Ledger(LedgerDecisions, LedgerLocks):
             row = conn.execute(sa.select(promotions).where(P.id == pid)).one()
         return records.promotion_from_row(row)
 
-    def _event(self, conn, promotion_id, from_status, to_status, actor, detail, at) -> None:
+    def _event(self, conn: sa.Connection, promotion_id: str, from_status: str | None, to_status: str, actor: str,
+               detail: dict[str, Any] | None, at: datetime) -> None:
         conn.execute(promotion_events.insert().values(
             promotion_id=promotion_id, from_status=from_status and str(from_status), to_status=str(to_status),
             at=at, actor=actor, detail=to_jsonable(detail) if detail is not None else None))
@@ -189,8 +197,8 @@ class Ledger(LedgerDecisions, LedgerLocks):
             row = conn.execute(sa.select(promotions).where(P.id == promotion_id)).one()
         return records.promotion_from_row(row)
 
-    def _transition_in(self, conn, promotion_id: str, current: str, new_status: PromotionStatus | str, actor: str,
-                       detail: dict[str, Any] | None, now: datetime) -> PromotionStatus:
+    def _transition_in(self, conn: sa.Connection, promotion_id: str, current: str, new_status: PromotionStatus | str,
+                       actor: str, detail: dict[str, Any] | None, now: datetime) -> PromotionStatus:
         """The status change inside the caller's transaction (which read `current`, best under a row lock)."""
         new = check_transition(current, new_status)
         # The status guard makes the update lose, not overwrite, if someone moved it meanwhile.
@@ -216,7 +224,8 @@ class Ledger(LedgerDecisions, LedgerLocks):
             row = conn.execute(sa.select(promotions).where(P.id == promotion_id)).one()
         return records.promotion_from_row(row)
 
-    def _latest(self, conn, app: str, environment: str, status: PromotionStatus | None):
+    def _latest(self, conn: sa.Connection, app: str, environment: str,
+                status: PromotionStatus | None) -> sa.Row[Any] | None:
         # Ordered by when the promotion entered the status (event seq, not wall clocks of workers);
         # with no status, by when it was requested.
         e = promotion_events.c
@@ -288,9 +297,10 @@ class Ledger(LedgerDecisions, LedgerLocks):
                          {"status": status.value, "error": error}, now)
         return self._deployments(sa.select(deployments).where(deployments.c.id == deployment_id))[0]
 
-    def add_target_result(self, deployment_id: str, target: str, status: str, digests: dict[str, str],
+    def add_target_result(self, deployment_id: str, target: str, status: str, digests: Mapping[str, str | None],
                           timings: dict[str, int] | None = None, log: str = "",
-                          sticker: VersionSticker | dict | None = None, *, actor: str = "system") -> TargetResult:
+                          sticker: VersionSticker | dict[str, Any] | None = None, *,
+                          actor: str = "system") -> TargetResult:
         """Record what happened on one target; a retried task replaces its earlier result for that target."""
         now = self._clock()
         sticker_json = to_jsonable(sticker) if sticker is not None else None
@@ -313,7 +323,7 @@ class Ledger(LedgerDecisions, LedgerLocks):
     def deployments_for(self, promotion_id: str) -> list[Deployment]:
         return self._deployments(sa.select(deployments).where(deployments.c.promotion_id == promotion_id))
 
-    def _deployments(self, query) -> list[Deployment]:
+    def _deployments(self, query: sa.Select[Any]) -> list[Deployment]:
         with self._read() as conn:
             rows = conn.execute(query.order_by(deployments.c.started_at, deployments.c.id)).all()
             results = conn.execute(sa.select(target_results).where(
@@ -334,8 +344,8 @@ class Ledger(LedgerDecisions, LedgerLocks):
             self._append_evidence_in(conn, record, promotion_id, release_id, actor)
         return record
 
-    def _append_evidence_in(self, conn, record: EvidenceRecord, promotion_id: str | None, release_id: str | None,
-                            actor: str) -> None:
+    def _append_evidence_in(self, conn: sa.Connection, record: EvidenceRecord, promotion_id: str | None,
+                            release_id: str | None, actor: str) -> None:
         """`append_evidence` inside the caller's transaction (e.g. with the approval it seals)."""
         check = verify_evidence(record, self._registered(conn))
         if not check.ok:
@@ -388,7 +398,7 @@ class Ledger(LedgerDecisions, LedgerLocks):
             append_audit(conn, actor, "key.register", f"key:{key_id}", {"key_id": key_id}, now)
         return key_id
 
-    def _registered(self, conn) -> TrustedKeys:
+    def _registered(self, conn: sa.Connection) -> TrustedKeys:
         registered = TrustedKeys()
         for row in conn.execute(sa.select(signing_keys)):
             registered.add(row.public_pem, key_id=row.key_id)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -18,27 +19,27 @@ SeqType = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 APPEND_ONLY_TABLES = ("evidence", "audit_events", "promotion_events", "signing_keys", "approvals", "gate_verdicts")
 
 
-class UTCDateTime(sa.TypeDecorator):
+class UTCDateTime(sa.TypeDecorator[datetime]):
     """Timezone-aware datetimes in, UTC-aware datetimes out, on every backend (SQLite has no zones)."""
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect):
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("the ledger stores timezone-aware datetimes only")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: datetime | None, dialect):
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _id(name: str = "id", **kw) -> sa.Column:
+def _id(name: str = "id", **kw: Any) -> sa.Column[str]:
     return sa.Column(name, sa.String(128), primary_key=True, **kw)
 
 
@@ -213,3 +214,11 @@ deploy_locks = sa.Table(
     sa.Column("heartbeat_at", UTCDateTime(), nullable=False),
     sa.Column("expires_at", UTCDateTime(), nullable=False),
 )
+
+
+def inserted_id(result: sa.CursorResult[Any]) -> int:
+    """The integer primary key an INSERT of one row generated (the ledger's `seq` columns)."""
+    pk = result.inserted_primary_key
+    if pk is None:  # only for statements that are not a single-row INSERT: a programming error
+        raise TypeError("not a single-row INSERT")
+    return int(pk[0])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
@@ -11,6 +11,11 @@ from stella_operators.entry_points import stella_entry_points
 from stella_operators.estate.checks import TARGET_TYPES_GROUP
 from stella_operators.estate.loader import load_estate
 from stella_operators.estate.models import Estate, TargetConfig
+
+if TYPE_CHECKING:
+    from stella_operators.evidence.keys import SigningKey
+    from stella_operators.ledger.protocols import FullLedger
+    from stella_operators.targets.contract import Target
 
 
 def actor_of(context: Any) -> str:
@@ -20,7 +25,7 @@ def actor_of(context: Any) -> str:
     return user or "airflow:scheduler"
 
 
-def build_target(target: TargetConfig):
+def build_target(target: TargetConfig) -> Target:
     """Instantiate a Target through the `stella_operators.targets` entry point of its type."""
     for ep in stella_entry_points(TARGET_TYPES_GROUP):
         if ep.name == target.type:
@@ -51,13 +56,13 @@ class StellaBaseOperator(BaseOperator):
         return load_estate(self.estate_path)
 
     @cached_property
-    def ledger(self):
+    def ledger(self) -> FullLedger:
         from stella_operators.hooks.ledger import LedgerHook
 
         return LedgerHook(self.ledger_conn_id).get_conn()
 
     @cached_property
-    def signing_key(self):
+    def signing_key(self) -> SigningKey:
         from stella_operators.hooks.signing import SigningKeyHook
 
         return SigningKeyHook(self.signing_key_conn_id).get_conn()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -151,7 +151,7 @@ class DeployReleaseOperator(PromotionStepOperator):
         from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 
         # Not earlier than the triggers' start-up wait (apache/airflow#71580, see ledger_poll.py).
-        moment = max(exc.opens_at, datetime.now(timezone.utc) + timedelta(seconds=MIN_WAIT_S))
+        moment = max(exc.opens_at, datetime.now(UTC) + timedelta(seconds=MIN_WAIT_S))
         self.log.info("%s; waiting (deferred) until %s", exc, moment.isoformat())
         self.defer(trigger=DateTimeTrigger(moment=moment), method_name="execute_after_freeze")
 
@@ -162,7 +162,7 @@ class DeployReleaseOperator(PromotionStepOperator):
         from stella_operators.triggers.ledger_poll import EnvironmentLockTrigger
 
         env = self.estate.environment(self.environment)
-        deadline = datetime.now(timezone.utc) + timedelta(seconds=env.deploy_timeout_s)
+        deadline = datetime.now(UTC) + timedelta(seconds=env.deploy_timeout_s)
         self.log.info("the deploy lock of %s in %s is held by promotion %s: waiting (deferred) until %s",
                       self.app if env.lock_scope == "app" else "every app", self.environment, holder,
                       deadline.isoformat())

@@ -1,9 +1,9 @@
 """Promotions: a release moving into an environment, and the one state machine that governs them."""
 
 from stella_operators.promotion.state import (
+    TERMINAL_STATUSES,
     IllegalTransition,
     PromotionStatus,
-    TERMINAL_STATUSES,
     check_transition,
 )
 

@@ -11,6 +11,7 @@ is refused rather than racing it. Each abort leaves an audit event and a `promot
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from stella_operators.approvals.policy import Approver, eligibility
 from stella_operators.approvals.service import effective_requirement
@@ -19,6 +20,12 @@ from stella_operators.evidence.recorder import record_evidence
 from stella_operators.promotion.recovery import ROLLBACK_STATUSES, roll_back_promotion
 from stella_operators.promotion.state import TERMINAL_STATUSES
 from stella_operators.promotion.state import PromotionStatus as S
+
+if TYPE_CHECKING:
+    from stella_operators.evidence.keys import SigningKey
+    from stella_operators.ledger.protocols import DeployLedger
+    from stella_operators.promotion.model import Promotion
+    from stella_operators.promotion.service import TargetFactory
 
 ADMIN_ROLES = frozenset({"admin", "Admin"})
 MIN_REASON = 3
@@ -41,7 +48,7 @@ class AbortResult:
     not_restored: tuple[str, ...] = ()
 
 
-def may_abort(estate: Estate, promo, user: Approver) -> str | None:
+def may_abort(estate: Estate, promo: Promotion, user: Approver) -> str | None:
     """None if `user` may abort `promo`, else a sentence saying who may."""
     if user.user == promo.requested_by or user.roles & ADMIN_ROLES:
         return None
@@ -53,8 +60,8 @@ def may_abort(estate: Estate, promo, user: Approver) -> str | None:
             f"an approver of environment {promo.environment} ({', '.join(requirement.groups)}) or an admin may")
 
 
-def abort_promotion(estate: Estate, ledger, key, promotion_id: str, user: Approver, reason: str,
-                    targets) -> AbortResult:
+def abort_promotion(estate: Estate, ledger: DeployLedger, key: SigningKey, promotion_id: str, user: Approver,
+                    reason: str, targets: TargetFactory) -> AbortResult:
     reason = (reason or "").strip()
     if len(reason) < MIN_REASON:
         raise ValueError(f"an abort needs a reason (at least {MIN_REASON} characters): say why, it goes into "

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stella_operators.estate.models import Estate
 from stella_operators.evidence.canonical import iso_utc
@@ -27,6 +27,9 @@ from stella_operators.ledger.errors import NotFound
 from stella_operators.promotion.model import Promotion
 from stella_operators.promotion.service import PromotionRefused
 from stella_operators.promotion.state import PromotionStatus
+
+if TYPE_CHECKING:
+    from stella_operators.ledger.protocols import PromotingLedger
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class AutoPromotion:
     trigger: dict[str, Any]
 
 
-def check_upstream_event(estate: Estate, ledger, app: str, environment: str,
+def check_upstream_event(estate: Estate, ledger: PromotingLedger, app: str, environment: str,
                          events: list[UpstreamEvent]) -> AutoPromotion:
     """Check the newest triggering event against the ledger; PromotionRefused says what is wrong.
 
@@ -100,7 +103,8 @@ def check_upstream_event(estate: Estate, ledger, app: str, environment: str,
                          trigger=trigger)
 
 
-def _check(estate: Estate, ledger, app: str, environment: str, upstream: Promotion, event: UpstreamEvent,
+def _check(estate: Estate, ledger: PromotingLedger, app: str, environment: str, upstream: Promotion,
+           event: UpstreamEvent,
            where: str) -> None:
     pid = upstream.id
     if upstream.app != app:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, cast
 
 from stella_operators.estate.models import Estate
 from stella_operators.gates.contract import (
@@ -19,8 +20,11 @@ from stella_operators.gates.contract import (
     Verdict,
     evaluate_gate,
 )
-from stella_operators.gates.freeze.gate import OVERRIDE_BY_LABEL, OVERRIDE_REASON_LABEL
+from stella_operators.gates.freeze.gate import OVERRIDE_BY_LABEL, OVERRIDE_REASON_LABEL, FreezeGate
 from stella_operators.gates.registry import build_gate, gate_types
+
+if TYPE_CHECKING:
+    from stella_operators.ledger.protocols import GateBook, GatingLedger
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class FreezeAtDeploy:
         return "; ".join(v.message for v in self.verdicts)
 
 
-def _override_labels(ledger, promotion_id: str) -> dict[str, str]:
+def _override_labels(ledger: GateBook, promotion_id: str) -> dict[str, str]:
     for verdict, inputs in ledger.gate_verdicts_for(promotion_id):
         override = inputs.get("override") if verdict.gate_type == "freeze" else None
         if override and "freeze.overridden" in verdict.reasons:
@@ -44,7 +48,7 @@ def _override_labels(ledger, promotion_id: str) -> dict[str, str]:
     return {}
 
 
-def check_freeze_at_deploy(estate: Estate, ledger, promotion_id: str, *,
+def check_freeze_at_deploy(estate: Estate, ledger: GatingLedger, promotion_id: str, *,
                            now: datetime | None = None) -> FreezeAtDeploy | None:
     """Evaluate and record every freeze gate of the environment now; None if none blocks."""
     specs = [s for s in estate.environment(ledger.get_promotion(promotion_id).environment).gates
@@ -67,10 +71,11 @@ def check_freeze_at_deploy(estate: Estate, ledger, promotion_id: str, *,
         recorded.append((verdict, inputs))
         if verdict.verdict != Verdict.PASS:
             blocking.append(verdict)
-            actions.append(gate.config.at_deploy)
+            # build_gate() of type "freeze" (the only type asked for above) is a FreezeGate.
+            actions.append(cast(FreezeGate, gate).config.at_deploy)
     ledger.record_gate_verdicts(promotion_id, recorded, actor="stella")
     if not blocking:
         return None
-    ends = [v.details.get("opens_at") for v in blocking]
-    opens_at = None if any(e is None for e in ends) else max(datetime.fromisoformat(e) for e in ends)
+    ends = [e for v in blocking if (e := v.details.get("opens_at")) is not None]
+    opens_at = max(datetime.fromisoformat(e) for e in ends) if len(ends) == len(blocking) else None
     return FreezeAtDeploy(tuple(blocking), "fail" if "fail" in actions else "wait", opens_at)

@@ -8,8 +8,8 @@ is evidence of its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from stella_operators.estate.models import Estate
 from stella_operators.evidence.recorder import seal_release_evidence
@@ -18,6 +18,14 @@ from stella_operators.gates.registry import build_gate, gate_types
 from stella_operators.gates.upstream import UpstreamGate
 from stella_operators.ledger.decisions import GatesAlreadyDecided, Settlement
 from stella_operators.promotion.state import PromotionStatus as S
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from stella_operators.evidence.keys import SigningKey
+    from stella_operators.gates.contract import Gate
+    from stella_operators.ledger.protocols import GateBook, GatingLedger
+    from stella_operators.promotion.model import Promotion
 
 
 class PromotionBlocked(RuntimeError):
@@ -36,14 +44,14 @@ class GateOutcome:
     recorded: bool = False          # True: the decision taken earlier, returned by a re-run
 
 
-def build_gates(estate: Estate, environment: str) -> list:
+def build_gates(estate: Estate, environment: str) -> list[Gate]:
     specs = estate.environment(environment).gates
     types = gate_types({spec.get("type") for spec in specs})
     return [UpstreamGate()] + [build_gate(spec, types=types) for spec in specs]
 
 
-def evaluate_promotion(estate: Estate, ledger, key, promotion_id: str, *, labels: dict[str, str] | None = None,
-                       now: datetime | None = None) -> GateOutcome:
+def evaluate_promotion(estate: Estate, ledger: GatingLedger, key: SigningKey, promotion_id: str, *,
+                       labels: dict[str, str] | None = None, now: datetime | None = None) -> GateOutcome:
     """Evaluate every gate of the promotion's environment; record verdicts, decision and evidence.
 
     Gates are evaluated once, while the promotion is `evaluating`; verdicts, decision, the signed
@@ -51,7 +59,7 @@ def evaluate_promotion(estate: Estate, ledger, key, promotion_id: str, *, labels
     A re-run (a cleared or retried gates task) gets the recorded outcome back and changes nothing:
     the same PromotionBlocked for a refused promotion, the recorded approval count otherwise.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     promo = ledger.get_promotion(promotion_id)
     if promo.status != S.EVALUATING:
         return recorded_outcome(ledger, promo)
@@ -107,7 +115,7 @@ def evaluate_promotion(estate: Estate, ledger, key, promotion_id: str, *, labels
     return GateOutcome("pass", tuple(verdicts), required)
 
 
-def recorded_outcome(ledger, promo) -> GateOutcome:
+def recorded_outcome(ledger: GateBook, promo: Promotion) -> GateOutcome:
     """The gate decision on record for a promotion past `evaluating` (raises as the first run did)."""
     decision = promo.decision or {}
     if "verdict" not in decision:
@@ -122,7 +130,7 @@ def recorded_outcome(ledger, promo) -> GateOutcome:
     return GateOutcome("pass", verdicts, int(decision.get("approvals_required", 0)), recorded=True)
 
 
-def explain_verdicts(promotion_id: str, verdicts) -> str:
+def explain_verdicts(promotion_id: str, verdicts: Iterable[GateVerdict]) -> str:
     """The "why blocked?" text for a rejected promotion (same wording as `stella why`)."""
     from stella_operators.promotion.why import blocked_lines, not_passed
 

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Self
+from typing import TYPE_CHECKING, Self
+
+if TYPE_CHECKING:
+    from stella_operators.ledger.locks import LockScope
+    from stella_operators.ledger.protocols import DeployLocks
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +21,8 @@ class LeaseKeeper:
     """Renews the lock every `lease_s / 3` seconds until the `with` block ends; `lost` is set when
     the lock was taken from us (the lease ran out, e.g. the ledger was unreachable too long)."""
 
-    def __init__(self, ledger, app: str, environment: str, promotion_id: str, *, scope: str, lease_s: float):
+    def __init__(self, ledger: DeployLocks, app: str, environment: str, promotion_id: str, *, scope: LockScope,
+                 lease_s: float):
         self.ledger, self.app, self.environment, self.promotion_id = ledger, app, environment, promotion_id
         self.scope, self.lease_s = scope, lease_s
         self.lost = threading.Event()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from stella_operators.deploy.planner import plan_deployment
 from stella_operators.deploy.rollback import RestoreResult, restore_targets
@@ -17,6 +18,12 @@ from stella_operators.estate.models import Estate
 from stella_operators.evidence.recorder import record_evidence
 from stella_operators.ledger.records import DeploymentStatus
 from stella_operators.promotion.state import PromotionStatus as S
+
+if TYPE_CHECKING:
+    from stella_operators.evidence.keys import SigningKey
+    from stella_operators.ledger.protocols import DeployLedger
+    from stella_operators.promotion.service import TargetFactory
+    from stella_operators.targets.contract import Target, TargetPlan
 
 log = logging.getLogger(__name__)
 ROLLBACK_STATUSES = (S.DEPLOYING, S.VERIFYING)
@@ -35,13 +42,14 @@ class RollbackReport:
         return self.status == S.ROLLED_BACK
 
 
-def target_address(target) -> str:
+def target_address(target: Target) -> str:
     """`name (address)` for messages: which host, and where it is reached."""
     address = getattr(target, "address", None)
     return f"{target.name} ({address})" if address else target.name
 
 
-def roll_back_promotion(estate: Estate, ledger, key, promotion_id: str, targets, *, reason: str,
+def roll_back_promotion(estate: Estate, ledger: DeployLedger, key: SigningKey, promotion_id: str,
+                        targets: TargetFactory, *, reason: str,
                         actor: str = "stella", max_parallel: int | None = None) -> RollbackReport:
     """Restore every target of the promotion's unfinished deployments to the digests it ran before;
     record a `rollback` evidence record; end the promotion `rolled_back`, or `failed` naming the hosts
@@ -56,8 +64,8 @@ def roll_back_promotion(estate: Estate, ledger, key, promotion_id: str, targets,
     for dep in running:
         plans = plan_deployment(estate, release, environment=env.name, promotion_id=promotion_id,
                                 deployment_id=dep.id)
-        items = []
-        for config, plan in zip(env.targets, plans):
+        items: list[tuple[Target, TargetPlan, dict[str, str | None]]] = []
+        for config, plan in zip(env.targets, plans, strict=True):
             try:
                 target = targets(config)
             except Exception as exc:  # noqa: BLE001 - cannot even reach it: not restored, named
@@ -85,7 +93,7 @@ def roll_back_promotion(estate: Estate, ledger, key, promotion_id: str, targets,
         "not_restored": not_restored,
     }
     record_evidence(ledger, key, "rollback", release, content, promotion_id=promotion_id)
-    detail = {"reason": reason}
+    detail: dict[str, Any] = {"reason": reason}
     if not_restored:
         detail["not_restored"] = not_restored
         detail["errors"] = [r.error for r in results if r.error]

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from stella_operators.deploy.engine import (
     DeploymentOutcome,
     TargetOutcome,
+    TargetStatus,
     run_deployment,
 )
 from stella_operators.deploy.planner import plan_deployment
@@ -29,6 +30,12 @@ from stella_operators.promotion.state import TERMINAL_STATUSES
 from stella_operators.promotion.state import PromotionStatus as S
 from stella_operators.release.model import Release
 from stella_operators.targets.contract import Target
+
+if TYPE_CHECKING:
+    from stella_operators.evidence.keys import SigningKey
+    from stella_operators.ledger.protocols import DeployLedger, DeploymentBook, PromotingLedger, ReleaseBook
+    from stella_operators.promotion.model import Promotion
+    from stella_operators.promotion.recovery import RollbackReport
 
 TargetFactory = Callable[[TargetConfig], Target]
 
@@ -80,7 +87,7 @@ class PromotionRequest:
     trigger: dict[str, Any] | None = None
 
 
-def find_release(ledger, app: str, ref: str) -> Release | None:
+def find_release(ledger: ReleaseBook, app: str, ref: str) -> Release | None:
     """A release of `app` by name, or by id (`rel-...`)."""
     from stella_operators.ledger import NotFound
 
@@ -93,7 +100,7 @@ def find_release(ledger, app: str, ref: str) -> Release | None:
     return ledger.find_release(app, ref)
 
 
-def request_promotion(estate: Estate, ledger, req: PromotionRequest):
+def request_promotion(estate: Estate, ledger: PromotingLedger, req: PromotionRequest) -> Promotion:
     """Record the request (status `evaluating`); the gates decide next (promotion/gating.py)."""
     if req.app not in {a.name for a in estate.apps}:
         raise PromotionRefused(f"unknown app {req.app!r}")
@@ -117,8 +124,8 @@ def request_promotion(estate: Estate, ledger, req: PromotionRequest):
     return ledger.get_promotion(promo.id)
 
 
-def deploy_promotion(estate: Estate, ledger, key, promotion_id: str, targets: TargetFactory, *,
-                     holder: str = "") -> DeploymentOutcome:
+def deploy_promotion(estate: Estate, ledger: DeployLedger, key: SigningKey, promotion_id: str,
+                     targets: TargetFactory, *, holder: str = "") -> DeploymentOutcome:
     """Deploy an approved promotion to every target of its environment; roll back on any failure.
 
     - a freeze window active now: FrozenAtDeploy (`at_deploy: wait`) or DeploymentFailed (`fail`);
@@ -140,11 +147,12 @@ def deploy_promotion(estate: Estate, ledger, key, promotion_id: str, targets: Ta
     claim = ledger.acquire_deploy_lock(promo.app, env.name, promotion_id, holder or promotion_id,
                                        scope=env.lock_scope, lease_s=env.lock_lease_s, actor="stella")
     if not claim.acquired:
+        assert claim.holder is not None  # a refused claim names the lock's holder
         raise EnvironmentLocked(env.name, claim.holder.promotion_id, claim.holder.app)
     if claim.took_over is not None:
         roll_back_promotion(estate, ledger, key, claim.took_over.promotion_id, targets,
                             reason=f"its deploy lock was taken over by promotion {promotion_id} "
-                                   f"({claim.stale_reason.replace('_', ' ')})")
+                                   f"({(claim.stale_reason or 'stale').replace('_', ' ')})")
     if promo.status == S.DEPLOYING:  # our own earlier attempt died mid-deployment
         report = roll_back_promotion(estate, ledger, key, promotion_id, targets,
                                      reason="the deploy task was interrupted (its worker died); retried")
@@ -165,13 +173,13 @@ def deploy_promotion(estate: Estate, ledger, key, promotion_id: str, targets: Ta
             raise
 
 
-def _said(report) -> str:
+def _said(report: RollbackReport) -> str:
     if report.ok:
         return "every host was rolled back to what it ran before"
     return f"rollback incomplete, not restored: {', '.join(report.not_restored)}"
 
 
-def _check_freeze(estate: Estate, ledger, key, promo) -> None:
+def _check_freeze(estate: Estate, ledger: DeployLedger, key: SigningKey, promo: Promotion) -> None:
     frozen = check_freeze_at_deploy(estate, ledger, promo.id)
     if frozen is None:
         return
@@ -188,17 +196,19 @@ def _check_freeze(estate: Estate, ledger, key, promo) -> None:
     raise DeploymentFailed(f"not deployed: a freeze window is active at deploy time: {frozen.message}")
 
 
-def _recorded_outcome(ledger, promotion_id: str) -> DeploymentOutcome:
+def _recorded_outcome(ledger: DeploymentBook, promotion_id: str) -> DeploymentOutcome:
     deps = ledger.deployments_for(promotion_id)
     if not deps:
         return DeploymentOutcome(status="unchanged", targets=[])
     dep = deps[-1]
     return DeploymentOutcome(status="deployed", deployment_id=dep.id,
-                             targets=[TargetOutcome(target=t.target, status=t.status, digests_after=dict(t.digests))
+                             targets=[TargetOutcome(target=t.target, status=cast(TargetStatus, t.status),
+                                                   digests_after=dict(t.digests))
                                       for t in dep.targets])
 
 
-def _deploy_locked(estate: Estate, ledger, key, promo, targets: TargetFactory) -> DeploymentOutcome:
+def _deploy_locked(estate: Estate, ledger: DeployLedger, key: SigningKey, promo: Promotion,
+                   targets: TargetFactory) -> DeploymentOutcome:
     promotion_id = promo.id
     release = ledger.get_release(promo.release_id)
     release.check_integrity()
@@ -229,12 +239,12 @@ def _deploy_locked(estate: Estate, ledger, key, promo, targets: TargetFactory) -
     deployment_id = ledger.start_deployment(promotion_id, env.strategy, previous=before)
     plans = plan_deployment(estate, release, environment=env.name, promotion_id=promotion_id,
                             deployment_id=deployment_id)
-    outcome = run_deployment(list(zip(connected, plans)), max_parallel=env.max_parallel,
+    outcome = run_deployment(list(zip(connected, plans, strict=True)), max_parallel=env.max_parallel,
                              timeout_s=env.deploy_timeout_s, finalize=False)
     for t in outcome.targets:
         ledger.add_target_result(deployment_id, t.target, t.status, digests=t.digests_after,
                                  timings=t.timings_ms, log="\n".join(t.log), sticker=None)
-    content = {
+    content: dict[str, Any] = {
         "environment": env.name, "promotion_id": promotion_id, "deployment_id": deployment_id,
         "strategy": env.strategy, "status": outcome.status,
         "previous": {"release_id": previous_release.id, "digests": previous_release.digests()}
@@ -253,7 +263,7 @@ def _deploy_locked(estate: Estate, ledger, key, promo, targets: TargetFactory) -
     ledger.finish_deployment(deployment_id, outcome.status, error=outcome.error)
     record_evidence(ledger, key, evidence_type, release, content, promotion_id=promotion_id)
     final = S.ROLLED_BACK if outcome.status == "rolled_back" else S.FAILED
-    detail = {"error": outcome.error}
+    detail: dict[str, Any] = {"error": outcome.error}
     if outcome.not_restored:
         detail["not_restored"] = outcome.not_restored
     ledger.transition(promotion_id, final, actor="stella", detail=detail)
@@ -261,7 +271,8 @@ def _deploy_locked(estate: Estate, ledger, key, promo, targets: TargetFactory) -
     raise DeploymentFailed(f"deployment {deployment_id} {outcome.status}: {outcome.error}")
 
 
-def verify_promotion(estate: Estate, ledger, key, promotion_id: str, targets: TargetFactory) -> dict:
+def verify_promotion(estate: Estate, ledger: DeployLedger, key: SigningKey, promotion_id: str,
+                     targets: TargetFactory) -> dict[str, Any]:
     """Read facts on every target; all must run exactly the release digests. Then `deployed`, the old
     workloads are removed and the lock released; otherwise every target is rolled back."""
     promo = ledger.get_promotion(promotion_id)
@@ -277,6 +288,7 @@ def verify_promotion(estate: Estate, ledger, key, promotion_id: str, targets: Ta
     claim = ledger.acquire_deploy_lock(promo.app, env.name, promotion_id, promotion_id, scope=env.lock_scope,
                                        lease_s=env.lock_lease_s, actor="stella")
     if not claim.acquired:  # the lease ran out and someone else deploys: our rollback would undo theirs
+        assert claim.holder is not None  # a refused claim names the lock's holder
         raise DeploymentFailed(f"promotion {promotion_id} lost its deploy lock to promotion "
                                f"{claim.holder.promotion_id}; it will be rolled back by that promotion")
     observed, problems, bound = {}, [], []
@@ -308,7 +320,7 @@ def verify_promotion(estate: Estate, ledger, key, promotion_id: str, targets: Ta
     if running:
         plans = plan_deployment(estate, release, environment=env.name, promotion_id=promotion_id,
                                 deployment_id=running[-1].id)
-        for problem in finalize_targets(list(zip(bound, plans))):
+        for problem in finalize_targets(list(zip(bound, plans, strict=True))):
             ledger.audit("stella", "deployment.finalize_failed", f"deployment:{running[-1].id}", {"problem": problem})
         for dep in running:
             ledger.finish_deployment(dep.id, DeploymentStatus.SUCCEEDED)
@@ -317,8 +329,8 @@ def verify_promotion(estate: Estate, ledger, key, promotion_id: str, targets: Ta
     return result
 
 
-def fail_for_lock(ledger, key, promotion_id: str, *, reason: str, holder: str | None,
-                  extra: dict | None = None) -> None:
+def fail_for_lock(ledger: DeployLedger, key: SigningKey, promotion_id: str, *, reason: str, holder: str | None,
+                  extra: dict[str, Any] | None = None) -> None:
     """The deploy lock stayed with another promotion (`lock.held`: refused at once; `lock.timeout`:
     waited too long): record an audit event and evidence, and end the promotion `failed`."""
     promo = ledger.get_promotion(promotion_id)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stella_operators.promotion.state import PromotionStatus as S
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
-def explain_promotion(estate, ledger, promotion_id: str) -> dict[str, Any]:
+    from stella_operators.estate.models import Estate
+    from stella_operators.gates.contract import GateVerdict
+    from stella_operators.ledger.protocols import AuditLog, ReadLedger
+
+
+def explain_promotion(estate: Estate, ledger: ReadLedger, promotion_id: str) -> dict[str, Any]:
     """Status, each gate that did not pass (reason codes, message, what would clear it) and the
     approval state; `text` is the same as lines for a terminal or a log."""
     from stella_operators.approvals.service import approval_state, effective_requirement
@@ -37,7 +44,7 @@ def explain_promotion(estate, ledger, promotion_id: str) -> dict[str, Any]:
     return out
 
 
-def last_transition(ledger, promotion_id: str) -> dict[str, Any] | None:
+def last_transition(ledger: AuditLog, promotion_id: str) -> dict[str, Any] | None:
     """The latest status change of a promotion, from the audit log (who, to what, why)."""
     events = [e for e in ledger.audit_events(f"promotion:{promotion_id}") if e.action == "promotion.transition"]
     if not events:
@@ -46,7 +53,7 @@ def last_transition(ledger, promotion_id: str) -> dict[str, Any] | None:
     return {"actor": e.actor, "to": e.detail.get("to"), "detail": e.detail.get("detail"), "at": e.at.isoformat()}
 
 
-def not_passed(verdicts) -> list[dict[str, Any]]:
+def not_passed(verdicts: Iterable[GateVerdict]) -> list[dict[str, Any]]:
     """The verdicts that did not pass, as plain data."""
     return [{"gate": v.gate_name, "type": v.gate_type, "verdict": str(v.verdict), "reasons": list(v.reasons),
              "message": v.message, "remedy": v.remedy} for v in verdicts if str(v.verdict) != "pass"]

@@ -70,7 +70,7 @@ class Release(BaseModel):
 
     @classmethod
     def seal(cls, *, id: str, app: str, name: str, components: list[ComponentDigest], created_at: datetime,
-             created_by: str, source: dict[str, str] | None = None) -> "Release":
+             created_by: str, source: dict[str, str] | None = None) -> Release:
         names = [c.name for c in components]
         if len(set(names)) != len(names):
             raise ValueError(f"release {name!r} names a component twice: {sorted(names)}")

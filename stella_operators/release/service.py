@@ -5,11 +5,16 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from stella_operators.estate.models import Component, Estate
 from stella_operators.release.model import ComponentDigest, Release
 from stella_operators.release.refs import RefError, is_digest, parse_image_ref
+
+if TYPE_CHECKING:
+    from stella_operators.evidence.keys import SigningKey
+    from stella_operators.ledger.protocols import ReleaseLedger
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 
@@ -67,16 +72,19 @@ def cut_release(estate: Estate, *, app: str, name: str, refs: Mapping[str, str],
     pinned = []
     for cname, (tag, digest) in parsed.items():
         comp = components[cname]
-        resolved = resolve(comp, comp.repository, digest or tag)
+        ref = digest or tag
+        if ref is None:  # parse_component_ref gives a tag, a digest or both, never neither
+            raise ReleaseRefused(f"component {cname}: {refs[cname]!r} names neither a tag nor a digest")
+        resolved = resolve(comp, comp.repository, ref)
         if digest and resolved.digest != digest:
             raise ReleaseRefused(f"component {cname}: registry returned {resolved.digest} for {digest}")
         pinned.append(ComponentDigest(name=cname, repository=comp.repository, digest=resolved.digest, tag=tag))
     return Release.seal(id=f"rel-{uuid.uuid4().hex[:16]}", app=app, name=name, components=pinned,
-                        created_at=now or datetime.now(timezone.utc), created_by=created_by,
+                        created_at=now or datetime.now(UTC), created_by=created_by,
                         source={k: v for k, v in (source or {}).items() if v})
 
 
-def record_release(ledger, key, release: Release) -> None:
+def record_release(ledger: ReleaseLedger, key: SigningKey, release: Release) -> None:
     """Store a sealed release and its signed `release` evidence (the ledger refuses a duplicate name)."""
     from stella_operators.evidence.recorder import record_evidence
 

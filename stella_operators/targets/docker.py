@@ -116,7 +116,7 @@ class DockerTarget(DockerRestore):
 
     kind = "docker"
 
-    def __init__(self, name: str, client: "docker.APIClient | docker.DockerClient", *, pull_timeout_s: float = 120,
+    def __init__(self, name: str, client: docker.APIClient | docker.DockerClient, *, pull_timeout_s: float = 120,
                  stop_timeout_s: int = 10, poll_interval_s: float = 0.2):
         self.name = name
         self.api: docker.APIClient = client.api if isinstance(client, docker.DockerClient) else client
@@ -146,7 +146,8 @@ class DockerTarget(DockerRestore):
         labels = [f"{LABEL_APP}={app}"]
         if component is not None:
             labels.append(f"{LABEL_COMPONENT}={component}")
-        return self.api.containers(all=True, filters={"label": labels})
+        containers: list[dict[str, Any]] = self.api.containers(all=True, filters={"label": labels})
+        return containers
 
     def _image_digest(self, image_id: str, repository: str | None, hint: str | None) -> str | None:
         """The repo digest of an image, read from the image itself (RepoDigests), never from a label."""
@@ -208,7 +209,10 @@ class DockerTarget(DockerRestore):
         buf = io.BytesIO(b"".join(stream))
         with tarfile.open(fileobj=buf) as tar:
             member = tar.getmembers()[0]
-            return VersionSticker.model_validate_json(tar.extractfile(member).read())
+            content = tar.extractfile(member)
+            if content is None:
+                raise ValueError(f"{STICKER_PATH} in container {container_id} is not a regular file")
+            return VersionSticker.model_validate_json(content.read())
 
     # prepare ------------------------------------------------------------------------------
     def prepare(self, plan: TargetPlan) -> PreparedChange:
@@ -266,7 +270,8 @@ class DockerTarget(DockerRestore):
             raise DeployError(self.name, f"{comp.name}: pulled digest differs: asked for {ref}, image "
                                          f"{image['Id']} has {sorted(image.get('RepoDigests') or [])}")
         prepared.timings_ms[f"{comp.name}.pull"] = _ms(t0)
-        self._note(prepared, f"{comp.name}: pulled {ref} (image {image['Id'][:19]}) in {prepared.timings_ms[f'{comp.name}.pull']} ms")
+        self._note(prepared, f"{comp.name}: pulled {ref} (image {image['Id'][:19]}) "
+                             f"in {prepared.timings_ms[f'{comp.name}.pull']} ms")
 
         # 2. create beside the old container, write the sticker, start
         t0 = time.monotonic()
@@ -292,13 +297,15 @@ class DockerTarget(DockerRestore):
         self.api.put_archive(cid, "/", _sticker_tar(plan.sticker))
         self.api.start(cid)
         prepared.timings_ms[f"{comp.name}.start"] = _ms(t0)
-        self._note(prepared, f"{comp.name}: started {name} ({cid[:12]}) in {prepared.timings_ms[f'{comp.name}.start']} ms"
+        self._note(prepared, f"{comp.name}: started {name} ({cid[:12]}) "
+                             f"in {prepared.timings_ms[f'{comp.name}.start']} ms"
                              + (f" with {len(spec.env)} env var(s)" if spec.env else ""))
 
         # 3. health
         t0 = time.monotonic()
         self._wait_healthy(comp.name, name, cid, t0 + plan.health_timeout_s, plan.health_timeout_s)
-        self.api.update_container(cid, restart_policy={"Name": "unless-stopped"})
+        # The engine accepts unless-stopped; the docker stubs list only always and on-failure.
+        self.api.update_container(cid, restart_policy={"Name": "unless-stopped"})  # type: ignore[arg-type]
         prepared.timings_ms[f"{comp.name}.health"] = _ms(t0)
         self._note(prepared, f"{comp.name}: {name} healthy after {prepared.timings_ms[f'{comp.name}.health']} ms")
 
@@ -315,7 +322,8 @@ class DockerTarget(DockerRestore):
                     detail = event.get("errorDetail", {}).get("message") or event["error"]
                     raise DeployError(self.name, f"pull {repository}@{digest} failed: {detail}")
                 if time.monotonic() > deadline:
-                    raise DeployError(self.name, f"pull {repository}@{digest} timed out after {self.pull_timeout_s:.0f} s")
+                    raise DeployError(self.name,
+                                      f"pull {repository}@{digest} timed out after {self.pull_timeout_s:.0f} s")
                 self._check_cancelled()
         except docker_errors.APIError as exc:
             raise DeployError(self.name, f"pull {repository}@{digest} failed: {_api_error_text(exc)}") from exc

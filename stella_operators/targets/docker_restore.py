@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from docker import errors as docker_errors
-from stella_operators.targets.contract import DeployError, TargetPlan
+from stella_operators.targets.contract import DeployError, RunningComponent, TargetPlan
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,14 @@ def _api_error_text(exc: Exception) -> str:
 class DockerRestore:
     api: Any
     name: str
+
+    if TYPE_CHECKING:  # provided by DockerTarget
+        @property
+        def address(self) -> str: ...
+
+        def _containers(self, app: str, component: str | None = None) -> list[dict[str, Any]]: ...
+        def _running_component(self, summary: dict[str, Any]) -> RunningComponent: ...
+        def _wait_healthy(self, component: str, name: str, cid: str, deadline: float, timeout_s: float) -> None: ...
 
     def _where(self) -> str:
         return f"{self.name} ({self.address})"

@@ -29,9 +29,9 @@ import datetime
 from typing import TYPE_CHECKING, Any
 
 import pendulum
-
 from airflow.timetables.base import DagRunInfo, DataInterval, TimeRestriction
 from airflow.timetables.trigger import CronTriggerTimetable
+
 from stella_operators.gates.freeze.windows import SEARCH_HORIZON, FreezeWindow, is_frozen, next_open
 
 if TYPE_CHECKING:

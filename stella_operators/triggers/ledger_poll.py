@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+if TYPE_CHECKING:
+    from stella_operators.ledger.locks import LockScope
 
 
 def _ledger(conn_id: str | None):
@@ -33,6 +36,12 @@ class _LedgerPollTrigger(BaseTrigger):
     `serialize` returns, so the trigger the triggerer rebuilds is the one the task deferred with.
     """
 
+    # Set from the keyword arguments (below); declared for type checkers.
+    deadline: str
+    poll_interval: float
+    ledger_conn_id: str | None
+    promotion_id: str
+
     def __init__(self, **kwargs: Any):
         super().__init__()
         self._kwargs = kwargs
@@ -43,7 +52,7 @@ class _LedgerPollTrigger(BaseTrigger):
         return f"{type(self).__module__}.{type(self).__qualname__}", dict(self._kwargs)
 
     def _past_deadline(self) -> bool:
-        return datetime.now(timezone.utc) >= datetime.fromisoformat(self.deadline)
+        return datetime.now(UTC) >= datetime.fromisoformat(self.deadline)
 
     def _check(self) -> dict[str, Any] | None:
         raise NotImplementedError
@@ -73,6 +82,8 @@ class ApprovalTrigger(_LedgerPollTrigger):
     :param deadline: ISO time after which the wait fails closed (never auto-approves).
     """
 
+    estate_path: str
+
     def __init__(self, promotion_id: str, estate_path: str, deadline: str, ledger_conn_id: str | None = None,
                  poll_interval: float = 2.0):
         super().__init__(promotion_id=promotion_id, estate_path=estate_path, deadline=deadline,
@@ -97,8 +108,12 @@ class EnvironmentLockTrigger(_LedgerPollTrigger):
         ``scope="environment"``.
     """
 
+    environment: str
+    app: str
+    scope: LockScope
+
     def __init__(self, environment: str, promotion_id: str, deadline: str, ledger_conn_id: str | None = None,
-                 poll_interval: float = 2.0, app: str = "", scope: str = "environment"):
+                 poll_interval: float = 2.0, app: str = "", scope: LockScope = "environment"):
         super().__init__(environment=environment, promotion_id=promotion_id, deadline=deadline,
                          ledger_conn_id=ledger_conn_id, poll_interval=poll_interval, app=app, scope=scope)
 

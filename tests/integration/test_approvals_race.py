@@ -13,7 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import random
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -52,7 +52,7 @@ def ledger_url(request, tmp_path):
 
 
 def _release(n: int) -> Release:
-    return Release.seal(id=f"rel-shop-{n}", app="shop", name=f"shop-1.{n}.0", created_at=datetime.now(timezone.utc),
+    return Release.seal(id=f"rel-shop-{n}", app="shop", name=f"shop-1.{n}.0", created_at=datetime.now(UTC),
                         created_by="ci-bot", source={},
                         components=[ComponentDigest(name="web", repository="registry.local/shop/web",
                                                     digest=f"sha256:{n + 1:064x}", tag=f"1.{n}.0")])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -48,7 +48,7 @@ ESTATE = textwrap.dedent("""
 
 
 def release(ledger: Ledger, app: str, n: int) -> Release:
-    rel = Release.seal(id=f"rel-{app}-{n}", app=app, name=f"{app}-1.{n}.0", created_at=datetime.now(timezone.utc),
+    rel = Release.seal(id=f"rel-{app}-{n}", app=app, name=f"{app}-1.{n}.0", created_at=datetime.now(UTC),
                        created_by="ci", components=[ComponentDigest(
                            name="web", repository=f"reg.local:5000/demo/{'web' if app == 'shop' else app}",
                            digest=f"sha256:{n:064x}")])

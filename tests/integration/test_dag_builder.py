@@ -1,6 +1,7 @@
 """Generated DAGs parsed by a real DagBag; trigger forms validated by the real REST API."""
 
 import textwrap
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -123,21 +124,22 @@ def test_scheduled_promotion_uses_a_freeze_aware_timetable(folder, tmp_path):
         gates:
           - type: freeze
             windows:
-              - {name: xmas, kind: deny, timezone: Europe/Berlin, start: "2026-12-24T00:00:00", end: "2026-12-27T00:00:00"}
+              - {name: xmas, kind: deny, timezone: Europe/Berlin,
+                 start: "2026-12-24T00:00:00", end: "2026-12-27T00:00:00"}
     """), "    ")))
     dag_file(folder, "sched", estate)
     bag = parse(folder)
     assert bag.import_errors == {}
     stage = bag.dags[promote_dag_id("shop", "stage")]
     assert type(stage.timetable).__name__ == "FreezeAwareCronTimetable"
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from airflow.timetables.base import DataInterval, TimeRestriction
 
-    last = datetime(2026, 12, 23, 8, 0, tzinfo=timezone.utc)  # 09:00 Berlin on the 23rd
+    last = datetime(2026, 12, 23, 8, 0, tzinfo=UTC)  # 09:00 Berlin on the 23rd
     nxt = stage.timetable.next_dagrun_info(last_automated_data_interval=DataInterval(last, last),
                                            restriction=TimeRestriction(None, None, catchup=True))
-    assert nxt.run_after == datetime(2026, 12, 27, 8, 0, tzinfo=timezone.utc)  # the 24th..26th are frozen
+    assert nxt.run_after == datetime(2026, 12, 27, 8, 0, tzinfo=UTC)  # the 24th..26th are frozen
     assert stage.params["release"] is None  # scheduled runs take the release verified upstream (optional in the form)
 
 

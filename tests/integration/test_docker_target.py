@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -48,7 +48,8 @@ def images(lab_web_image) -> dict[str, str]:
 
 @pytest.fixture
 def targets(docker_hosts, docker_clients) -> list[DockerTarget]:
-    return [DockerTarget(h.name, c, pull_timeout_s=60, stop_timeout_s=1) for h, c in zip(docker_hosts, docker_clients)]
+    return [DockerTarget(h.name, c, pull_timeout_s=60, stop_timeout_s=1)
+            for h, c in zip(docker_hosts, docker_clients, strict=True)]
 
 
 def plan_for(target: DockerTarget, registry: RegistryServer, app: str, repository: str, digest: str, *,
@@ -59,7 +60,7 @@ def plan_for(target: DockerTarget, registry: RegistryServer, app: str, repositor
         app=app, release_id=f"rel-{release}", release_name=release,
         content_hash="sha256:" + hashlib.sha256(digest.encode()).hexdigest(), components=[comp],
         deployment_id=deployment, promotion_id=f"promo-{deployment}", environment="staging",
-        target=target.name, strategy="all_at_once", deployed_at=datetime.now(timezone.utc).isoformat())
+        target=target.name, strategy="all_at_once", deployed_at=datetime.now(UTC).isoformat())
     spec = ComponentSpec(component=comp, env={"DB_PASSWORD": SECRET, "APP_ENV": "staging"}, health=health)
     return TargetPlan(app=app, environment="staging", target=target.name, deployment_id=deployment,
                       components=(spec,), sticker=sticker, health_timeout_s=30)
@@ -70,8 +71,8 @@ def deploy(targets, registry, app, repository, digests: list[str] | str, *, rele
     if isinstance(digests, str):
         digests = [digests] * len(targets)
     plans = [plan_for(t, registry, app, repository, d, release=release, deployment=deployment)
-             for t, d in zip(targets, digests)]
-    outcome = run_deployment(list(zip(targets, plans)), max_parallel=4, timeout_s=120)
+             for t, d in zip(targets, digests, strict=True)]
+    outcome = run_deployment(list(zip(targets, plans, strict=True)), max_parallel=4, timeout_s=120)
     assert SECRET not in json.dumps([t.__dict__ for t in outcome.targets], default=str)
     assert SECRET not in (outcome.error or "")
     return outcome, plans
@@ -94,7 +95,7 @@ class TestShopLifecycle:
                                 deployment="dep-1")
         assert outcome.status == "deployed", outcome.error
         assert SECRET not in caplog.text
-        for target, plan, client in zip(targets, plans, docker_clients):
+        for target, plan, client in zip(targets, plans, docker_clients, strict=True):
             to = outcome.target(target.name)
             assert to.status == "deployed"
             assert to.digests_before == {}
@@ -139,7 +140,7 @@ class TestShopLifecycle:
                             deployment="dep-2")
         until = int(time.time()) + 1
         assert outcome.status == "deployed", outcome.error
-        for target, client, old_ids in zip(targets, docker_clients, old):
+        for target, client, old_ids in zip(targets, docker_clients, old, strict=True):
             to = outcome.target(target.name)
             assert to.digests_before == {"web": images["v1"]}
             assert to.digests_after == {"web": images["v2"]}

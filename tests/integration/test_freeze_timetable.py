@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pendulum
 import pytest
-
 from airflow.timetables.base import DataInterval, TimeRestriction
+
 from stella_operators.timetables import FreezeAwareCronTimetable
 
 BERLIN = "Europe/Berlin"
@@ -43,6 +43,7 @@ def registered(monkeypatch):
     loaded plugin class for this test, exactly as that one-line change would.
     """
     from airflow import plugins_manager
+
     from stella_operators.plugin import StellaPlugin
 
     if FreezeAwareCronTimetable not in list(getattr(StellaPlugin, "timetables", []) or []):

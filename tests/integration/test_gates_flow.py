@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -31,9 +31,10 @@ def world(registry, image_factory, tmp_path, monkeypatch, airflow_db):
     reports = tmp_path / "reports"
     (reports / hexd).mkdir(parents=True)
     text = (SCANS / "trivy-web-2.json").read_text()
-    full_fixture_hex = next(w for w in text.replace('"', " ").replace("@sha256:", " ").split() if w.startswith(FIXTURE_HEX))
+    words = text.replace('"', " ").replace("@sha256:", " ").split()
+    full_fixture_hex = next(w for w in words if w.startswith(FIXTURE_HEX))
     (reports / hexd / "trivy.json").write_text(text.replace(full_fixture_hex, hexd))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     estate = tmp_path / "estate.yaml"
     estate.write_text(textwrap.dedent(f"""
         registries: [{{host: "{registry.host_port}", scheme: http}}]
@@ -57,8 +58,8 @@ def world(registry, image_factory, tmp_path, monkeypatch, airflow_db):
                   - name: year-end
                     kind: deny
                     timezone: UTC
-                    start: "{(now - timedelta(hours=1)).astimezone(timezone.utc).replace(tzinfo=None).isoformat()}"
-                    end: "{(now + timedelta(hours=2)).astimezone(timezone.utc).replace(tzinfo=None).isoformat()}"
+                    start: "{(now - timedelta(hours=1)).astimezone(UTC).replace(tzinfo=None).isoformat()}"
+                    end: "{(now + timedelta(hours=2)).astimezone(UTC).replace(tzinfo=None).isoformat()}"
                     overriders: [dag_test]
             targets: [{{name: gated-2, type: docker, connection: unused_b}}]
     """))
@@ -120,7 +121,8 @@ def test_freeze_blocks_then_listed_overrider_adds_an_approval_that_fails_closed(
     assert freeze.reasons == ("freeze.window_active",) and "year-end" in freeze.message
 
     # `dag_test` is who Airflow says triggered a dag.test() run, and the window lists it.
-    dr = dag.test(run_conf={"release": "gated-1", "reason": "hotfix", "freeze_override_reason": "security hotfix for CVE"})
+    dr = dag.test(run_conf={"release": "gated-1", "reason": "hotfix",
+                            "freeze_override_reason": "security hotfix for CVE"})
     assert dr.state == "failed"   # the extra approval never came: closed after the 3 s timeout
     promo = ledger.latest_promotion("gated", "frozen")
     [freeze] = [v for v, _ in ledger.gate_verdicts_for(promo.id) if v.gate_type == "freeze"]

@@ -5,7 +5,7 @@ even when the estate's policy would now decide differently."""
 
 import json
 import textwrap
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -85,7 +85,7 @@ def gates_state(dr):
 
 
 def test_rerun_gates_keeps_an_awaiting_promotion_and_its_approval_count(world):
-    ledger, at = world["ledger"], datetime.now(timezone.utc).replace(microsecond=0)
+    ledger, at = world["ledger"], datetime.now(UTC).replace(microsecond=0)
     first = run_promote("rerun-1", at)
     promo = ledger.find_promotion_by_run(DAG_ID, first.run_id)
     assert promo.status == "awaiting_approval" and promo.decision["approvals_required"] == 2
@@ -108,7 +108,7 @@ def test_rerun_gates_keeps_an_awaiting_promotion_and_its_approval_count(world):
 
 
 def test_rerun_gates_of_a_refused_promotion_fails_again_without_a_second_decision(world):
-    ledger, at = world["ledger"], datetime.now(timezone.utc).replace(microsecond=0)
+    ledger, at = world["ledger"], datetime.now(UTC).replace(microsecond=0)
     first = run_promote("rerun-snapshot-1", at)
     assert first.state == "failed" and gates_state(first) == "failed"
     promo = ledger.find_promotion_by_run(DAG_ID, first.run_id)

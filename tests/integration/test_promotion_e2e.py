@@ -13,11 +13,12 @@ import os
 import subprocess
 import sys
 import tarfile
+from datetime import UTC
 from pathlib import Path
 
-import docker
 import pytest
 
+import docker
 from devstack.keys import evidence_key_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,7 +208,7 @@ def test_a_self_registered_key_cannot_forge_an_approval(estate, dagbag, ledger, 
     """Issue 6 item 8: a process holding a key of its own (e.g. its own AIRFLOW_CONN_STELLA_SIGNING_KEY)
     seals a release with it, which registers the key in the ledger, and stores a forged approval
     signed with it; verification must still refuse both records."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from stella_operators.estate.loader import load_estate
     from stella_operators.evidence import SigningKey
@@ -226,7 +227,7 @@ def test_a_self_registered_key_cannot_forge_an_approval(estate, dagbag, ledger, 
     [sealed_by_mallory] = ledger.evidence_for(release_id=release.id)
     forged = record_evidence(ledger, mallory, "approval", release,
                              {"approver": "bob", "decision": "approve", "environment": "stage"},
-                             now=datetime.now(timezone.utc))
+                             now=datetime.now(UTC))
     out = verify_cli(forged.id, sealed_by_mallory.id, env=own)
     assert out.returncode == 1, out.stdout + out.stderr
     assert out.stdout.count(f"untrusted key {mallory.key_id}: not in the trust store") == 2, out.stdout

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -182,7 +182,7 @@ def test_nothing_required_is_approved():
 
 
 def test_tally_reads_ledger_approval_records():
-    at = datetime(2025, 3, 1, tzinfo=timezone.utc)
+    at = datetime(2025, 3, 1, tzinfo=UTC)
     rows = [Approval(1, "prm-1", "bob", "approve", "", H, True, None, at),
             Approval(2, "prm-1", "alice", "approve", "", H, False, REQUESTER_CANNOT_APPROVE, at),
             Approval(3, "prm-1", "dave", "approve", "ok", H, True, None, at, "sha256:" + "e" * 64)]

@@ -30,8 +30,8 @@ class FakeTarget:
 
     def __init__(self, name: str, running: dict[str, str] | None = None, *, fail: str | None = None,
                  fail_plain: bool = False, block: threading.Event | None = None, commit_fails: bool = False,
-                 lie_after_commit: str | None = None, facts_fail: bool = False, barrier: threading.Barrier | None = None,
-                 restore_fails: bool = False):
+                 lie_after_commit: str | None = None, facts_fail: bool = False,
+                 barrier: threading.Barrier | None = None, restore_fails: bool = False):
         self.name = name
         self.running = dict(running or {})
         self.fail, self.fail_plain, self.block = fail, fail_plain, block

@@ -96,7 +96,8 @@ def test_undeclared_registry_and_unknown_target_type():
 
 def test_invalid_yaml_and_non_mapping():
     assert problems("apps: [\n")[0].startswith("estate.yaml:")
-    assert problems("- just a list\n") == ["estate.yaml: <root>: the estate must be a mapping with apps and environments"]
+    assert problems("- just a list\n") == [
+        "estate.yaml: <root>: the estate must be a mapping with apps and environments"]
 
 
 def test_missing_file_is_a_clear_error(tmp_path):

@@ -6,7 +6,7 @@ import base64
 import json
 import os
 import stat
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -26,7 +26,7 @@ from stella_operators.evidence import (
 from stella_operators.evidence.envelope import PAYLOAD_TYPE, pae
 from stella_operators.evidence.trust import load_trust_store
 
-WHEN = datetime(2025, 3, 1, 12, 30, 0, 123456, tzinfo=timezone.utc)
+WHEN = datetime(2025, 3, 1, 12, 30, 0, 123456, tzinfo=UTC)
 WEB = ("registry.local:5000/shop/web", "sha256:" + "a" * 64)
 API = ("registry.local:5000/shop/api", "sha256:" + "b" * 64)
 CONTENT = {"gate": "security", "verdict": "pass", "reasons": ["NO_CRITICALS"], "counts": {"critical": 0, "high": 2},

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
+from itertools import pairwise
 
 import pytest
 import sqlalchemy as sa
@@ -12,16 +13,22 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from stella_operators.evidence import SigningKey, seal_evidence
-from stella_operators.ledger import DeploymentStatus, Ledger, LedgerError, NotFound
 from stella_operators.gates.contract import GateVerdict, Verdict
+from stella_operators.ledger import DeploymentStatus, Ledger, LedgerError, NotFound
 from stella_operators.ledger.database import (
-    VERSION_TABLE, alembic_config, current_revision, head_revision, make_engine, write_transaction,
+    VERSION_TABLE,
+    alembic_config,
+    current_revision,
+    head_revision,
+    make_engine,
+    write_transaction,
 )
 from stella_operators.ledger.tables import metadata
-from stella_operators.promotion.state import IllegalTransition, PromotionStatus as S
+from stella_operators.promotion.state import IllegalTransition
+from stella_operators.promotion.state import PromotionStatus as S
 from stella_operators.release.model import ComponentDigest, Release, ReleaseState
 
-T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 HAPPY_PATH = [S.EVALUATING, S.APPROVED, S.DEPLOYING, S.VERIFYING, S.DEPLOYED]
 
 
@@ -452,7 +459,7 @@ class LedgerBehaviour:
         assert ledger.verify_audit_chain() == (True, None)
         events = ledger.audit_events()
         assert events[0].previous_hash == "0" * 64
-        assert all(b.previous_hash == a.hash for a, b in zip(events, events[1:]))
+        assert all(b.previous_hash == a.hash for a, b in pairwise(events))
 
         victim = events[3].seq
         with ledger.engine.begin() as conn:

@@ -8,8 +8,10 @@ from stella_operators.promotion.state import (
     TERMINAL_STATUSES,
     TRANSITIONS,
     IllegalTransition,
-    PromotionStatus as S,
     check_transition,
+)
+from stella_operators.promotion.state import (
+    PromotionStatus as S,
 )
 
 HAPPY = [S.REQUESTED, S.EVALUATING, S.AWAITING_APPROVAL, S.APPROVED, S.DEPLOYING, S.VERIFYING, S.DEPLOYED]

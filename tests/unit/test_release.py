@@ -1,6 +1,6 @@
 """Releases: refs parse strictly, digests pin, content hash covers the digest set, seals hold."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -55,7 +55,7 @@ def test_component_digest_refuses_a_tag():
 def test_cut_release_resolves_tags_once_and_pins():
     resolve = resolver({("reg.local:5000/demo/web", "1.0.0"): D1, ("reg.local:5000/demo/api", D2): D2})
     rel = cut_release(ESTATE, app="shop", name="shop-1.0.0", refs={"web": "1.0.0", "api": D2},
-                      resolve=resolve, created_by="alice", now=datetime(2026, 1, 1, tzinfo=timezone.utc))
+                      resolve=resolve, created_by="alice", now=datetime(2026, 1, 1, tzinfo=UTC))
     assert rel.digests() == {"api": D2, "web": D1}
     assert rel.component("web").tag == "1.0.0" and rel.component("web").ref.endswith(D1)
     assert len(resolve.calls) == 2
@@ -67,7 +67,7 @@ def test_content_hash_depends_on_digests_not_tags_or_order():
          ComponentDigest(name="api", repository="r:1/y", digest=D2)]
     b = [ComponentDigest(name="api", repository="r:1/y", digest=D2, tag="9"),
          ComponentDigest(name="web", repository="r:1/x", digest=D1)]
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
     ra = Release.seal(id="rel-a", app="shop", name="a", components=a, created_at=now, created_by="x")
     rb = Release.seal(id="rel-b", app="shop", name="b", components=b, created_at=now, created_by="y")
     assert ra.content_hash == rb.content_hash

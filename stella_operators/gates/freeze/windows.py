@@ -168,10 +168,12 @@ class FreezeWindow(BaseModel):
             if missing:
                 raise ValueError(f"window {self.name!r}: a recurring window needs rrule, dtstart and duration "
                                  f"(missing: {', '.join(missing)})")
-            if self.duration <= timedelta(0):
+            rule_text, dtstart, duration = self.recurrence()
+            if duration <= timedelta(0):
                 raise ValueError(f"window {self.name!r}: duration must be positive")
-            object.__setattr__(self, "rrule", _normalise_rrule(self.rrule))
-            _rule(self.rrule, self.dtstart, self.timezone)  # raises ValueError if unusable
+            rule_text = _normalise_rrule(rule_text)
+            object.__setattr__(self, "rrule", rule_text)
+            _rule(rule_text, dtstart, self.timezone)  # raises ValueError if unusable
         else:
             raise ValueError(f"window {self.name!r}: give start/end (one-off) or rrule/dtstart/duration (recurring)")
         return self
@@ -184,12 +186,25 @@ class FreezeWindow(BaseModel):
     def recurring(self) -> bool:
         return self.rrule is not None
 
+    def bounds(self) -> tuple[datetime, datetime]:
+        """A one-off window's start and end (the validator made sure both are set)."""
+        if self.start is None or self.end is None:
+            raise ValueError(f"window {self.name!r} recurs; it has no fixed start and end")
+        return self.start, self.end
+
+    def recurrence(self) -> tuple[str, datetime, timedelta]:
+        """A recurring window's rrule, dtstart and duration (the validator made sure all are set)."""
+        if self.rrule is None or self.dtstart is None or self.duration is None:
+            raise ValueError(f"window {self.name!r} is a one-off window; it does not recur")
+        return self.rrule, self.dtstart, self.duration
+
     def summary(self) -> str:
         """Human description, in the window's own terms ("FREQ=WEEKLY;... for P2DT16H, Europe/Berlin")."""
         if self.recurring:
-            return (f"{self.rrule} from {self.dtstart.isoformat()} for {format_duration(self.duration)} "
-                    f"({self.timezone})")
-        return f"{self.start.isoformat()} to {self.end.isoformat()} ({self.timezone})"
+            rule_text, dtstart, duration = self.recurrence()
+            return f"{rule_text} from {dtstart.isoformat()} for {format_duration(duration)} ({self.timezone})"
+        start, end = self.bounds()
+        return f"{start.isoformat()} to {end.isoformat()} ({self.timezone})"
 
 
 def _normalise_rrule(text: str) -> str:
@@ -312,15 +327,16 @@ def occurrences_between(window: FreezeWindow, lo: datetime, hi: datetime) -> lis
     """Non-empty occurrences that overlap [lo, hi), in order of start."""
     lo, hi = _utc(lo, "lo"), _utc(hi, "hi")
     if not window.recurring:
-        occ = _occurrence(window, window.start, window.end)
+        occ = _occurrence(window, *window.bounds())
         return [occ] if occ and occ.start < hi and occ.end > lo else []
     tz = window.zone
     lo_local = lo.astimezone(tz).replace(tzinfo=None)
     hi_local = hi.astimezone(tz).replace(tzinfo=None)
-    rule = _rule(window.rrule, window.dtstart, window.timezone)
+    rule_text, dtstart, duration = window.recurrence()
+    rule = _rule(rule_text, dtstart, window.timezone)
     out = []
-    for s in rule.between(lo_local - window.duration - _SLACK, hi_local + _SLACK, inc=True):
-        occ = _occurrence(window, s, s + window.duration)
+    for s in rule.between(lo_local - duration - _SLACK, hi_local + _SLACK, inc=True):
+        occ = _occurrence(window, s, s + duration)
         if occ and occ.start < hi and occ.end > lo:
             out.append(occ)
     return out
@@ -330,16 +346,17 @@ def _next_start(window: FreezeWindow, after: datetime) -> datetime | None:
     """The first occurrence start strictly after `after` (UTC), or None."""
     after = _utc(after, "after")
     if not window.recurring:
-        occ = _occurrence(window, window.start, window.end)
+        occ = _occurrence(window, *window.bounds())
         return occ.start if occ and occ.start > after else None
     tz = window.zone
-    rule = _rule(window.rrule, window.dtstart, window.timezone)
+    rule_text, dtstart, duration = window.recurrence()
+    rule = _rule(rule_text, dtstart, window.timezone)
     cursor = after.astimezone(tz).replace(tzinfo=None) - _SLACK
     for _ in range(10_000):
         s = rule.after(cursor)
         if s is None:
             return None
-        occ = _occurrence(window, s, s + window.duration)
+        occ = _occurrence(window, s, s + duration)
         if occ and occ.start > after:
             return occ.start
         cursor = s

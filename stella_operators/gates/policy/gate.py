@@ -56,7 +56,7 @@ from stella_operators.release.model import Release
 
 RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*(?:\.[a-z0-9][a-z0-9_-]*)*$")
 RESERVED_IDS = {"error", "unspecified"}
-ACTIONS = ("deny_if", "pending_if", "allow_if")
+ACTIONS: tuple[Literal["deny_if", "pending_if", "allow_if"], ...] = ("deny_if", "pending_if", "allow_if")
 #: context paths holding timestamps (converted to CEL timestamps in `decide`)
 TIMESTAMP_PATHS = (("now",), ("release", "created_at"), ("previous_release", "created_at"))
 
@@ -125,7 +125,8 @@ class Rule(BaseModel):
 
     @property
     def expression(self) -> str:
-        return getattr(self, self.action)
+        expression: str = getattr(self, self.action)
+        return expression
 
     def text(self) -> str:
         return self.message or self.description or self.id

@@ -38,6 +38,7 @@ config. `decide` is pure over that record:
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import math
 from pathlib import Path
@@ -120,7 +121,7 @@ class SecurityGate:
     """Gate type `security` (entry point `stella_operators.gates`)."""
 
     type: ClassVar[str] = "security"
-    Config: ClassVar[type[SecurityGateConfig]] = SecurityGateConfig
+    Config: ClassVar[builtins.type[SecurityGateConfig]] = SecurityGateConfig
 
     def __init__(self, name: str, config: SecurityGateConfig, *, source: ReportSource | None = None):
         self.name = name
@@ -302,9 +303,10 @@ class SecurityGate:
             cdet["excluded_unreachable"] = sorted({f.label for f in unreachable})
 
             def offend(reason: str, bad: list[Finding], line: str, epss: bool = False) -> None:
-                cdet["offending"][reason] = sorted({f.primary_id for f in bad})
+                # offend() is called only within this iteration, so cdet and tag are this component's.
+                cdet["offending"][reason] = sorted({f.primary_id for f in bad})  # noqa: B023
                 labels = [f"{f.label} {f.epss:g}" if epss else f.label for f in bad]
-                issues.append((reason, f"{tag}: {line} ({_cap(labels)})"))
+                issues.append((reason, f"{tag}: {line} ({_cap(labels)})"))  # noqa: B023
                 for f in bad:
                     if f.fixed_version and f.package:
                         fixes.setdefault(f.package, f.fixed_version)

@@ -7,14 +7,14 @@ that already holds the migration lock, so two processes migrating at once take t
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 from stella_operators.ledger.tables import metadata
 
 VERSION_TABLE = "stella_ledger_version"  # not `alembic_version`: the ledger may share a database
 
 
-def _configure_and_run(connection) -> None:
+def _configure_and_run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=metadata, version_table=VERSION_TABLE,
                       compare_type=True)
     with context.begin_transaction():
@@ -26,7 +26,10 @@ def run_migrations_online() -> None:
     if connection is not None:
         _configure_and_run(connection)
         return
-    engine = create_engine(context.config.get_main_option("sqlalchemy.url"))
+    url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("the ledger migrations need sqlalchemy.url or an open connection")
+    engine = create_engine(url)
     with engine.connect() as connection:
         _configure_and_run(connection)
     engine.dispose()

@@ -4,7 +4,7 @@ ledger, a timeout fails closed with signed evidence, and refusals leave audit ev
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -47,7 +47,7 @@ def key():
 @pytest.fixture
 def pid(ledger) -> str:
     release = ledger.add_release(Release.seal(
-        id="rel-shop-1", app="shop", name="shop-1.0.0", created_at=datetime.now(timezone.utc), created_by="ci-bot",
+        id="rel-shop-1", app="shop", name="shop-1.0.0", created_at=datetime.now(UTC), created_by="ci-bot",
         source={}, components=[ComponentDigest(name="web", repository="registry.local/shop/web",
                                                digest="sha256:" + "1" * 64, tag="1.0.0")]))
     promo = ledger.create_promotion("shop", "prod", release.id, "alice", "ship", "promote_shop", "run-1")

@@ -8,7 +8,7 @@ record must still not verify.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -21,7 +21,7 @@ from stella_operators.hooks.signing import SigningKeyHook
 from stella_operators.hooks.trust import TrustStoreHook
 from stella_operators.release.model import ComponentDigest, Release
 
-T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
 
 def key_conn(key: SigningKey) -> str:

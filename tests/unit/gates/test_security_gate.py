@@ -2,7 +2,7 @@
 
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ D_WEB1 = "sha256:61140036715eff25521c25fa20e5a926dfdbe9e191ef395846d084be7edc29b
 D_WEB2 = "sha256:bb9a421e64b5ab014a5d00943a6f233412a47fbc8fec2639d7fddf5384bdbfcb"
 D_API1 = "sha256:9e32b01919ca08063145b7a0d9ab490410f945fa5a3fdd18f9347135cdd67f8c"
 D_WORKER1 = "sha256:4aa21c287fbac04a8983d4f65aef33537eb64ef2f1c93706fb6dbb49f807a4a2"
-NOW = datetime(2025, 6, 10, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 6, 10, 12, 0, tzinfo=UTC)
 # "no limits" so that one rule at a time can be exercised
 OPEN = {"max_critical": None, "block_kev": False, "block_new_criticals": False}
 

@@ -15,7 +15,15 @@ import pytest
 from stella_operators.gates.contract import Verdict
 from stella_operators.gates.security.reports import parse_report
 from tests.unit.gates.test_security_gate import (
-    D_API1, D_WEB1, D_WEB2, D_WORKER1, OPEN, SCANS, file_reports, release, run,
+    D_API1,
+    D_WEB1,
+    D_WEB2,
+    D_WORKER1,
+    OPEN,
+    SCANS,
+    file_reports,
+    release,
+    run,
 )
 
 INCOMPLETE = "security.report_incomplete"

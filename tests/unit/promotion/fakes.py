@@ -57,7 +57,8 @@ class FakeHost:
         for w in self.workloads:
             if w.app == app and w.running:
                 comps[w.component] = RunningComponent(component=w.component, digest=w.digest,
-                                                      workload_id=f"{w.component}@{w.digest[-4:]}", workload_name=w.component)
+                                                      workload_id=f"{w.component}@{w.digest[-4:]}",
+                                                      workload_name=w.component)
                 sticker = w.sticker or sticker
         return TargetFacts(target=self.name, app=app, components=comps, sticker=sticker)
 
@@ -74,7 +75,8 @@ class FakeHost:
             self.workloads.append(Workload(plan.app, c.name, c.digest, plan.deployment_id, True, plan.sticker))
             prepared.started[c.name] = c.digest
             prepared.to_retire[c.name] = [w.digest for w in self.workloads
-                                          if w.app == plan.app and w.component == c.name and w.deployment != plan.deployment_id]
+                                          if w.app == plan.app and w.component == c.name
+                                          and w.deployment != plan.deployment_id]
         return prepared
 
     def commit(self, plan: TargetPlan, prepared: PreparedChange) -> None:

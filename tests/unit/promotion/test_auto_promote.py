@@ -5,7 +5,7 @@ The end-to-end version (REST-posted events, real scheduler) is tests/integration
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,7 +16,7 @@ from stella_operators.promotion.service import PromotionRefused
 from stella_operators.promotion.state import PromotionStatus as S
 from stella_operators.release.model import ComponentDigest, Release
 
-T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 ESTATE = parse_estate("""
 registries: [{host: "reg.local:5000", scheme: http}]
 apps:

@@ -4,7 +4,7 @@ racing evaluations return the recorded outcome and never sign a second `gate_dec
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -40,7 +40,7 @@ def ledger(tmp_path):
 
 def evaluating(ledger, name: str, run: str) -> str:
     release = ledger.find_release("shop", name) or ledger.add_release(Release.seal(
-        id=f"rel-{name}", app="shop", name=name, created_at=datetime.now(timezone.utc), created_by="ci-bot",
+        id=f"rel-{name}", app="shop", name=name, created_at=datetime.now(UTC), created_by="ci-bot",
         source={}, components=[ComponentDigest(name="web", repository="registry.local/shop/web",
                                                digest="sha256:" + "1" * 64, tag="1.0.0")]))
     promo = ledger.create_promotion("shop", "prod", release.id, "alice", "ship", "promote_shop", run)

@@ -109,10 +109,10 @@ def _digest_of_ref(ref: Any) -> str | None:
     """`repo@sha256:...` (or a bare digest, or a purl with an encoded digest) -> `sha256:...`."""
     if not isinstance(ref, str):
         return None
-    ref = unquote(ref)
-    if _DIGEST.match(ref):
-        return ref
-    m = _DIGEST_IN_REF.search(ref)
+    text = unquote(ref)
+    if _DIGEST.match(text):
+        return text
+    m = _DIGEST_IN_REF.search(text)
     return m.group(1) if m else None
 
 
@@ -124,7 +124,7 @@ def _unique(items: Iterable[str | None]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def purl_package(purl: str) -> tuple[str, str | None] | None:
+def purl_package(purl: object) -> tuple[str, str | None] | None:
     """Package name (as scanners print it) and version from a package URL, or None if not a purl.
 
     `pkg:maven/org.x/lib@1` -> `org.x:lib`; `pkg:npm/%40scope/lib` -> `@scope/lib`;

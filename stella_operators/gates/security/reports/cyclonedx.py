@@ -38,10 +38,10 @@ def _cdx_components(items: list[Any], where: str, out: dict[str, dict[str, Any]]
 def _cdx_package(c: dict[str, Any]) -> tuple[str, str | None]:
     from_purl = purl_package(c.get("purl")) if c.get("purl") else None
     if from_purl:
-        return from_purl[0], c.get("version") if isinstance(c.get("version"), str) else from_purl[1]
-    name = c.get("name") if isinstance(c.get("name"), str) else ""
-    group = c.get("group") if isinstance(c.get("group"), str) else ""
-    return (f"{group}:{name}" if group else name), c.get("version") if isinstance(c.get("version"), str) else None
+        return from_purl[0], v if isinstance(v := c.get("version"), str) else from_purl[1]
+    name = n if isinstance(n := c.get("name"), str) else ""
+    group = g if isinstance(g := c.get("group"), str) else ""
+    return (f"{group}:{name}" if group else name), v if isinstance(v := c.get("version"), str) else None
 
 
 def _cdx_properties(v: dict[str, Any], where: str) -> dict[str, Any]:
@@ -120,14 +120,14 @@ def _parse_cyclonedx(doc: dict[str, Any]) -> ScanReport:
                 ref = _text(a.get("ref"), f"{where}.affects[].ref", required=True)
                 if ref in components:
                     item["package"], item["version"] = _cdx_package(components[ref])
-                elif purl_package(ref):
-                    item["package"], item["version"] = purl_package(ref)  # type: ignore[misc]
+                elif from_purl := purl_package(ref):
+                    item["package"], item["version"] = from_purl
                 else:
                     item["package"] = ref
                 if "fixed_version" not in item:
-                    fixed = [x.get("version") for x in _arr(a.get("versions"), f"{where}.affects[].versions")
+                    fixed = [v for x in _arr(a.get("versions"), f"{where}.affects[].versions")
                              if isinstance(x, dict) and x.get("status") == "unaffected"
-                             and isinstance(x.get("version"), str) and x.get("version") != item.get("version")]
+                             and isinstance(v := x.get("version"), str) and v != item.get("version")]
                     item["fixed_version"] = ", ".join(fixed) or None
             findings.append(Finding(**item))
 

@@ -64,7 +64,8 @@ def _parse_grype(doc: dict[str, Any]) -> ScanReport:
         f = _grype_finding(m, where)
         for rule in _arr(_obj(m, where).get("appliedIgnoreRules"), f"{where}.appliedIgnoreRules"):
             rule = _obj(rule, f"{where}.appliedIgnoreRules[]")
-            status = {"fixed": "resolved"}.get(rule.get("vex-status"), rule.get("vex-status"))
+            vex_status = rule.get("vex-status")
+            status = "resolved" if vex_status == "fixed" else vex_status
             if rule.get("namespace") == "vex" and status in SUPPRESSING_STATES:
                 f = f.model_copy(update=_vex_statement(status, rule.get("vex-justification") or None, "grype VEX"))
                 break
