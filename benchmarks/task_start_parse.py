@@ -128,7 +128,8 @@ def main() -> None:
         for n in args.apps:
             if (what, n) in med:
                 m, lo = med[(what, n)], min(results[(what, n)])
-                print(f"{what:30} {n:4} apps: {m * 1000:7.0f} ms  ({m / base:.2f}x baseline; fastest {lo * 1000:.0f} ms)")
+                print(f"{what:30} {n:4} apps: {m * 1000:7.0f} ms  "
+                      f"({m / base:.2f}x baseline; fastest {lo * 1000:.0f} ms)")
     if len(args.apps) >= 2:
         lo, hi = min(args.apps), max(args.apps)
         ratio = med[("task start", hi)] / med[("task start", lo)]

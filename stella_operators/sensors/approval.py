@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator
@@ -68,19 +68,19 @@ class ApprovalSensor(PromotionStepOperator, BaseSensorOperator):
             return self._finish(status)
         env = self.estate.environment(self.environment)
         timeout_s = env.approvals.timeout_s if env.approvals else 86400
-        deadline = datetime.now(timezone.utc) + timedelta(seconds=timeout_s)
+        deadline = datetime.now(UTC) + timedelta(seconds=timeout_s)
         self.log.info("promotion %s waits for approvals until %s", self.promotion_id, deadline.isoformat())
         return self._wait(context, deadline)
 
     def _wait(self, context: Any, deadline: datetime) -> dict[str, Any] | None:
-        left = timedelta(seconds=max(0.0, (deadline - datetime.now(timezone.utc)).total_seconds()))
+        left = timedelta(seconds=max(0.0, (deadline - datetime.now(UTC)).total_seconds()))
         if self._parks(context):
             ti = context["task_instance"]
             upsert_hitl_detail(ti_id=ti.id, options=list(OPTIONS), subject=f"Approve promotion {self.promotion_id}",
                                body=f"{self.app} into {self.environment}: approve or reject with stella "
                                     "(Approvals page, REST or `stella approve`); this request is answered by "
                                     "stella-operators when the approvals settle.",
-                               params={}, assigned_users=[dict(RESPONDENT)])
+                               params={}, assigned_users=[{"id": RESPONDENT["id"], "name": RESPONDENT["name"]}])
             # An approval that settled before the request existed could not answer it: look again.
             status = self._settle({"status": "check"})
             if status != "awaiting_approval":

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +86,11 @@ def _answer(dag_id: str, run_id: str) -> str:
             return "done"
         if ti.state != TIS.AWAITING_INPUT:
             return "later"          # about to park
-        parked_s = (datetime.now(timezone.utc) - ti.updated_at).total_seconds() if ti.updated_at else PARK_GRACE_S
+        parked_s = (datetime.now(UTC) - ti.updated_at).total_seconds() if ti.updated_at else PARK_GRACE_S
         if parked_s < PARK_GRACE_S:
             return "later"
         hitl.responded_by = dict(RESPONDENT)
-        hitl.responded_at = datetime.now(timezone.utc)
+        hitl.responded_at = datetime.now(UTC)
         hitl.chosen_options = list(OPTIONS)
         hitl.params_input = {}
         session.add(hitl)

@@ -4,7 +4,7 @@ status (or the deadline), and whatever wakes the sensor is only a hint for `sett
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -21,7 +21,7 @@ def waiting(tmp_path, monkeypatch):
                                                                    "host": str(tmp_path / "ledger.db")}))
     with Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
         release = ledger.add_release(Release.seal(
-            id="rel-shop-1", app="shop", name="shop-1.0.0", created_at=datetime.now(timezone.utc),
+            id="rel-shop-1", app="shop", name="shop-1.0.0", created_at=datetime.now(UTC),
             created_by="ci-bot", source={}, components=[ComponentDigest(
                 name="web", repository="registry.local/shop/web", digest="sha256:" + "1" * 64)]))
         promo = ledger.create_promotion("shop", "prod", release.id, "alice", "ship")
@@ -36,7 +36,7 @@ def trigger(pid: str, deadline: datetime) -> ApprovalTrigger:
 
 def test_trigger_reports_the_status_the_approval_call_settled(waiting):
     ledger, pid = waiting
-    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    later = datetime.now(UTC) + timedelta(hours=1)
     assert trigger(pid, later)._check() is None                       # still waiting
     ledger.transition(pid, S.REJECTED, actor="dave")
     assert trigger(pid, later)._check() == {"status": "rejected", "deadline": later.isoformat()}
@@ -44,7 +44,7 @@ def test_trigger_reports_the_status_the_approval_call_settled(waiting):
 
 def test_trigger_reports_the_deadline_only_while_waiting(waiting):
     _, pid = waiting
-    past = datetime.now(timezone.utc) - timedelta(seconds=1)
+    past = datetime.now(UTC) - timedelta(seconds=1)
     assert trigger(pid, past)._check() == {"status": "timeout", "deadline": past.isoformat()}
 
 
