@@ -81,8 +81,11 @@ def gate_sentence(gate: dict[str, Any]) -> str:
     """One gate verdict (dict with gate, type, verdict, reasons, message, remedy) as a sentence."""
     verdict = {"pass": "passed", "fail": "failed", "pending": "is waiting"}.get(gate.get("verdict", ""),
                                                                              gate.get("verdict", ""))
-    text = f"Gate {gate.get('gate') or gate.get('name')} ({gate.get('type', 'gate')}) {verdict}"
+    name, kind = gate.get("gate") or gate.get("name"), gate.get("type", "gate")
+    text = f"Gate {name} {verdict}" if name == kind else f"Gate {name} ({kind}) {verdict}"
     message = (gate.get("message") or "").strip()
+    if name and message.startswith(f"{name}: "):  # gates prefix their own name; say it once
+        message = message[len(name) + 2:]
     text += f": {message}" if message else (f" ({', '.join(gate.get('reasons') or [])})" if gate.get("reasons") else "")
     if not text.endswith("."):
         text += "."

@@ -162,7 +162,7 @@ function target(t){
   if (t.result === null) return '<div class="t muted">'+esc(t.target)+': nothing deployed yet</div>';
   const what = t.runs_nothing ? 'runs nothing' : esc(t.release || 'other digests');
   return '<div class="t'+(t.healthy ? '' : ' err')+'">'+esc(t.target)+': '+what+' &middot; last result '+
-         esc(t.result.replace('_',' '))+' <span class="muted">'+esc(when(t.at))+'</span></div>';
+         esc(t.result.replace('_',' '))+(t.restored ? ', restored' : '')+' <span class="muted">'+esc(when(t.at))+'</span></div>';
 }
 function cell(c){
   if (c === undefined) return '<td class="muted">n/a</td>';

@@ -191,10 +191,15 @@ def target_states(estate: Estate, ledger: ReadLedger, app: str, env_name: str,
         candidates = [releases[promo.release_id], ledger.deployed_release(app, env_name)]
         running = {k: v for k, v in (tr.digests or {}).items() if v}
         name = _release_for(running, candidates) if running else None
+        verified = candidates[1].name if candidates[1] is not None else None
+        # Back in a good state: rolled back and running again what it ran before -- also the host
+        # whose own step failed, once the deployment was rolled back and it runs the verified release.
+        restored = (tr.status == "rolled_back" and bool(running)) or (
+            tr.status == "failed" and promo.status == "rolled_back" and name is not None and name == verified)
         out.append({"target": t.name, "release": name if running else None,
                     "runs_nothing": not running, "digests": running, "result": tr.status,
-                    # rolled back and running again what it ran before: back in a good state
-                    "healthy": tr.status in GOOD_TARGET or (tr.status == "rolled_back" and bool(running)),
+                    "restored": restored,
+                    "healthy": tr.status in GOOD_TARGET or restored,
                     "at": tr.recorded_at.isoformat(),
                     "promotion_id": promo.id})
     return out

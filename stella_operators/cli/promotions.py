@@ -42,7 +42,8 @@ def cmd_status(args) -> int:
                     print(f"{'':20}   {t['target']:12} nothing deployed yet")
                     continue
                 runs = "runs nothing" if t.get("runs_nothing") else (t["release"] or "other digests")
-                print(f"{'':20}   {t['target']:12} {runs}, last result {t['result']} at {t['at']}")
+                restored = ", restored" if t.get("restored") else ""
+                print(f"{'':20}   {t['target']:12} {runs}, last result {t['result']}{restored} at {t['at']}")
     return 0
 
 

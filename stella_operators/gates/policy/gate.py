@@ -272,8 +272,9 @@ class PolicyGate:
                               + " (a rule that cannot be evaluated fails closed)")
             if denied or unmet:
                 remedy.append("change the release or promotion so that " +
-                              ", ".join(repr(r.id) for _, r in denied + unmet) + " no longer block it"
-                              " (or change the policy through review)")
+                              ", ".join(repr(r.id) for _, r in denied + unmet)
+                              + (" no longer blocks it" if len(denied + unmet) == 1 else " no longer block it")
+                              + " (or change the policy through review)")
             return Decision(verdict=Verdict.FAIL, reasons=tuple(reasons),
                             message=f"{self.name}: " + "; ".join(lines), remedy="; ".join(remedy), details=details)
         if pending:

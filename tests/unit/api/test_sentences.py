@@ -19,3 +19,14 @@ def test_a_rejection_names_the_approver():
 
 def test_an_approval_timeout_reads_as_failing_closed():
     assert "fail closed" in ended_sentence("failed", "stella", {"reason": "approval.timeout"}, "stage")
+
+
+def test_a_gate_named_after_its_type_is_named_once():
+    from stella_operators.api.sentences import gate_sentence
+
+    assert gate_sentence({"gate": "policy", "type": "policy", "verdict": "pass",
+                          "message": "policy: all 1 policy rule(s) allow"}) == \
+        "Gate policy passed: all 1 policy rule(s) allow."
+    assert gate_sentence({"gate": "no-friday", "type": "freeze", "verdict": "fail", "message": "frozen",
+                          "remedy": "wait until Monday"}) == \
+        "Gate no-friday (freeze) failed: frozen. To clear it: wait until Monday."

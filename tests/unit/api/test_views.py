@@ -71,7 +71,7 @@ def test_card_shows_current_and_new_per_component_and_who_may_decide(ledger):
     [comp] = bob["components"]
     assert comp["tag"] == "2.0.0" and comp["digest"] == D2 and comp["changed"]
     assert comp["current"] == {"tag": "1.0.0", "digest": D1, "release": "shop-1"}
-    assert bob["gates"][0]["sentence"] == "Gate upstream (upstream) passed: no upstream environment."
+    assert bob["gates"][0]["sentence"] == "Gate upstream passed: no upstream environment."
     assert bob["requested_by"] == "admin" and bob["reason"] == "first deploy"
     assert bob["run_link"] == "/dags/d/runs/shop-2-1"
     assert bob["you"] == {"user": "bob", "can_decide": True, "why_not": None}
@@ -120,6 +120,19 @@ def test_board_marks_an_environment_degraded_when_its_hosts_disagree(ledger):
         ("dev-1", "shop-1", True), ("dev-2", None, False)]
     timeline = board(ESTATE, ledger)["timeline"]
     assert timeline[0]["status"] == "rolled_back" and timeline[1]["approved_by"] == []
+
+
+def test_a_host_whose_step_failed_but_was_restored_is_not_shown_unhealthy(ledger):
+    """The health check failed on dev-1, the deployment rolled back, and both hosts run the verified
+    release again: the board says so instead of painting dev-1 red."""
+    old, new = release(ledger, "shop-1", "1.0.0", D1), release(ledger, "shop-2", "2.0.0-broken", D2)
+    deployed(ledger, old, {"dev-1": ("deployed", D1), "dev-2": ("deployed", D1)})
+    deployed(ledger, new, {"dev-1": ("failed", D1), "dev-2": ("rolled_back", D1)}, final=S.ROLLED_BACK,
+             error="dev-1: health check failed")
+    cell = board(ESTATE, ledger)["deployed"]["shop"]["dev"]
+    assert not cell["degraded"], cell["problems"]
+    assert [(t["target"], t["release"], t["result"], t["healthy"], t["restored"]) for t in cell["targets"]] == [
+        ("dev-1", "shop-1", "failed", True, True), ("dev-2", "shop-1", "rolled_back", True, True)]
 
 
 def test_evidence_view_verifies_only_against_the_trust_store(ledger):

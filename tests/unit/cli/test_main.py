@@ -53,7 +53,7 @@ def test_status_shows_each_host_and_marks_a_degraded_environment(tmp_path):
     lines = out.stdout.splitlines()
     assert lines[0].startswith("shop                 dev          shop-1 (")
     assert lines[0].endswith("DEGRADED: dev-2 runs nothing (last result: failed)")
-    assert lines[1].split()[:6] == ["dev-1", "shop-1,", "last", "result", "rolled_back", "at"]
+    assert lines[1].split()[:7] == ["dev-1", "shop-1,", "last", "result", "rolled_back,", "restored", "at"]
     assert lines[2].split()[:6] == ["dev-2", "runs", "nothing,", "last", "result", "failed"]
 
 
