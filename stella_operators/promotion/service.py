@@ -247,7 +247,8 @@ def _deploy_locked(estate: Estate, ledger: DeployLedger, key: SigningKey, promo:
     content: dict[str, Any] = {
         "environment": env.name, "promotion_id": promotion_id, "deployment_id": deployment_id,
         "strategy": env.strategy, "status": outcome.status,
-        "previous": {"release_id": previous_release.id, "digests": previous_release.digests()}
+        "previous": {"release_id": previous_release.id, "release_name": previous_release.name,
+                     "digests": previous_release.digests()}
         if previous_release else None,
         "targets": [{"target": t.target, "status": t.status, "before": t.digests_before,
                      "after": t.digests_after, "error": t.error} for t in outcome.targets],

@@ -85,7 +85,10 @@ def test_commit_failing_on_the_second_host_rolls_the_first_back(world):
         deploy(world, promo)
     assert world.running() == {"a": {"web": digest(1)}, "b": {"web": digest(1)}}
     assert status(world, promo) == "rolled_back"
-    assert "rollback" in world.evidence_types(promo.id)
+    [rollback] = [e for e in world.ledger.evidence_for(promotion_id=promo.id) if str(e.type) == "rollback"]
+    # the record names the state it returned to, by name as well as by id and digests
+    assert rollback.content["previous"] == {"release_id": "rel-shop-1", "release_name": "shop-1.0.0",
+                                            "digests": {"web": digest(1)}}
     assert world.ledger.deploy_lock("shop", "prod") is None
 
 
