@@ -54,7 +54,7 @@ function card(p){
     '<span class="badge s-'+esc(p.status)+'">'+esc(p.status.replace('_',' '))+'</span></h3>';
   h += '<div>Requested by <b>'+esc(p.requested_by)+'</b> '+esc(when(p.requested_at))+': &ldquo;'+esc(p.reason)+'&rdquo;' +
        (p.run_link ? ' &middot; <a target="_top" href="'+esc(p.run_link)+'">Airflow run</a>' : '') + '</div>';
-  h += '<div class="muted">'+esc(p.environment)+' runs '+esc(p.current_release || 'nothing yet')+' now. Release created by '+esc(p.release.created_by) +
+  h += '<div class="muted">'+esc(p.environment)+(p.current_release ? ' runs '+esc(p.current_release)+' now' : ' runs nothing yet')+'. Release created by '+esc(p.release.created_by) +
        '; content hash <code>'+esc(p.release.content_hash)+'</code></div>';
   h += components(p);
   h += '<div><b>Gates</b>: ' + (p.gates.length ? p.gates.map(g => '<div class="g-'+esc(g.verdict)+'">'+esc(g.sentence)+'</div>').join('')
