@@ -48,6 +48,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from devstack.waiting import wait_until
+
 USERS = {"admin": "admin", "alice": "op", "bob": "op"}
 APP, ENV = "bench", "prod"
 STELLA_DAG = f"stella_promote__{APP}__{ENV}"
@@ -90,16 +92,6 @@ def log(msg: str) -> None:
 
 def ts(iso: str | None) -> float | None:
     return datetime.fromisoformat(iso).timestamp() if iso else None
-
-
-def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.2):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 class Api:
@@ -229,12 +221,12 @@ class Sample:
 
 def wait_deploy_start(api: Api, dag_id: str, run_id: str, timeout_s: float = 120) -> float:
     return wait_until(lambda: ts(api.ti(dag_id, run_id, "deploy").get("start_date")), timeout_s,
-                      f"{dag_id} {run_id} deploy to start", interval_s=0.1)
+                      f"{dag_id} {run_id} deploy to start", every=0.1)
 
 
 def finish(api: Api, dag_id: str, run_id: str, timeout_s: float = 180) -> str:
     return wait_until(lambda: (st := api.run_state(dag_id, run_id)) in ("success", "failed") and st,
-                      timeout_s, f"{dag_id} {run_id} to finish", interval_s=0.5)
+                      timeout_s, f"{dag_id} {run_id} to finish", every=0.5)
 
 
 def trigger_fired_at(logs: Path, dag_id: str, run_id: str) -> float | None:
@@ -261,7 +253,7 @@ def waiting_count(api: Api) -> int:
 def stella_once(api: Api, ledger, mode: str, delay_s: float, i: int) -> Sample:
     run = api.trigger(STELLA_DAG, "alice", {"release": RELEASE, "reason": f"latency run {i}"})
     wait_until(lambda: api.ti(STELLA_DAG, run, "approval").get("state") in WAITING, 180,
-               f"{run} approval waiting")
+               f"{run} approval waiting", every=0.2)
     promo = ledger.find_promotion_by_run(STELLA_DAG, run)
     time.sleep(delay_s)
     t0 = time.time()
@@ -281,7 +273,7 @@ def stella_once(api: Api, ledger, mode: str, delay_s: float, i: int) -> Sample:
 def baseline_once(api: Api, mode: str, delay_s: float, i: int) -> Sample:
     run = api.trigger(BASE_DAG, "alice")
     wait_until(lambda: api.ti(BASE_DAG, run, "approval").get("state") == "awaiting_input", 180,
-               f"{run} approval awaiting_input")
+               f"{run} approval awaiting_input", every=0.2)
     time.sleep(delay_s)
     t0 = time.time()
     r = api.call("PATCH", f"/api/v2/dags/{BASE_DAG}/dagRuns/{run}/taskInstances/approval/-1/hitlDetails", "bob",

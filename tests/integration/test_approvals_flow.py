@@ -23,7 +23,7 @@ import pytest
 
 import docker
 from devstack.estate_lab import HEALTH, conn_id_for
-from tests.fixtures.waiting import wait_until
+from devstack.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.root

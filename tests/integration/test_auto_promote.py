@@ -19,10 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devstack.waiting import wait_until
 from stella_operators.ledger import Ledger
 from stella_operators.promotion.state import PromotionStatus as S
 from stella_operators.release.model import ComponentDigest, Release
-from tests.fixtures.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = {"admin": "admin", "alice": "op", "bob": "op"}

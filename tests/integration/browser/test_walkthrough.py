@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from devstack.airflow_stack import AirflowStack
-from tests.fixtures.waiting import wait_until
+from devstack.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 
