@@ -14,27 +14,7 @@ from stella_operators.promotion.abort import (
 )
 from stella_operators.promotion.service import deploy_promotion
 from stella_operators.promotion.state import PromotionStatus as S
-from tests.unit.promotion.fakes import T0, Workload, World, digest
-
-
-class Clock:
-    def __init__(self):
-        self.now = T0
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def world(tmp_path, clock):
-    w = World(tmp_path, clock=clock)
-    yield w
-    w.ledger.close()
+from tests.unit.promotion.fakes import Workload, digest
 
 
 def abort(world, promo, user: str, *roles: str, reason: str = "wrong release picked"):

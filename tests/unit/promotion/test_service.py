@@ -19,27 +19,7 @@ from stella_operators.promotion.service import (
     verify_promotion,
 )
 from stella_operators.promotion.state import PromotionStatus as S
-from tests.unit.promotion.fakes import T0, World, digest
-
-
-class Clock:
-    def __init__(self):
-        self.now = T0
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def world(tmp_path, clock):
-    w = World(tmp_path, clock=clock)
-    yield w
-    w.ledger.close()
+from tests.unit.promotion.fakes import World, digest
 
 
 def deploy(world, promo, **kw):
