@@ -187,12 +187,10 @@ def _check_freeze(estate: Estate, ledger: DeployLedger, key: SigningKey, promo: 
         raise FrozenAtDeploy(f"frozen at deploy time: {frozen.message}", frozen.opens_at)
     release = ledger.get_release(promo.release_id)
     reasons = sorted({r for v in frozen.verdicts for r in v.reasons})
-    record_evidence(ledger, key, "deployment", release, {
-        "environment": promo.environment, "promotion_id": promo.id, "status": "not_started",
-        "reason": "freeze.at_deploy", "gates": [v.gate_name for v in frozen.verdicts], "reasons": reasons,
-        "error": frozen.message}, promotion_id=promo.id)
-    ledger.transition(promo.id, S.FAILED, actor="stella",
-                      detail={"reason": "freeze.at_deploy", "reasons": reasons, "message": frozen.message})
+    _end_not_started(ledger, key, promo, release, "freeze.at_deploy",
+                     evidence={"gates": [v.gate_name for v in frozen.verdicts], "reasons": reasons,
+                               "error": frozen.message},
+                     detail={"reasons": reasons, "message": frozen.message})
     raise DeploymentFailed(f"not deployed: a freeze window is active at deploy time: {frozen.message}")
 
 
@@ -339,8 +337,15 @@ def fail_for_lock(ledger: DeployLedger, key: SigningKey, promotion_id: str, *, r
     action = "lock.refused" if reason == "lock.held" else reason
     ledger.audit("stella", action, f"promotion:{promotion_id}",
                  {"app": promo.app, "environment": promo.environment, "holder": holder, **(extra or {})})
+    _end_not_started(ledger, key, promo, release, reason, evidence={"lock_holder": holder},
+                     detail={"holder": holder, **(extra or {})})
+
+
+def _end_not_started(ledger: DeployLedger, key: SigningKey, promo: Promotion, release: Release, reason: str, *,
+                     evidence: dict[str, Any], detail: dict[str, Any]) -> None:
+    """Nothing was deployed (frozen, locked): seal a `deployment` record with status `not_started`
+    and the reason, and end the promotion `failed` with the same reason."""
     record_evidence(ledger, key, "deployment", release, {
-        "environment": promo.environment, "promotion_id": promotion_id, "status": "not_started",
-        "reason": reason, "lock_holder": holder}, promotion_id=promotion_id)
-    ledger.transition(promotion_id, S.FAILED, actor="stella", detail={"reason": reason, "holder": holder,
-                                                                       **(extra or {})})
+        "environment": promo.environment, "promotion_id": promo.id, "status": "not_started", "reason": reason,
+        **evidence}, promotion_id=promo.id)
+    ledger.transition(promo.id, S.FAILED, actor="stella", detail={"reason": reason, **detail})
