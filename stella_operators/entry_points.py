@@ -19,7 +19,7 @@ PLUGIN_OBJECT = "stella_operators.plugin:StellaPlugin"
 
 BUILT_IN: dict[str, dict[str, str]] = {
     "stella_operators.targets": {
-        "docker": "stella_operators.hooks.docker_engine:docker_target",
+        "docker": "stella_operators.targets.docker:TARGET_TYPE",
     },
     "stella_operators.gates": {
         "freeze": "stella_operators.gates.freeze.gate:FreezeGate",

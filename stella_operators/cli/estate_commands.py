@@ -32,18 +32,24 @@ def cmd_schema(args) -> int:
 
 
 def cmd_target_types(args) -> int:
-    """Installed target types (entry point group `stella_operators.targets`): one name per line."""
+    """Installed target types: one name per line, or --json with each type's settings schema."""
     from stella_operators.entry_points import stella_entry_points
-    from stella_operators.estate.checks import TARGET_TYPES_GROUP
+    from stella_operators.targets.registry import TARGETS_GROUP, target_types
 
-    eps = sorted(stella_entry_points(TARGET_TYPES_GROUP), key=lambda ep: ep.name)
+    eps = {ep.name: ep for ep in stella_entry_points(TARGETS_GROUP)}
+    types = target_types()
     if args.json:
-        rows = [{"name": ep.name, "object": ep.value, "distribution": ep.dist.name if ep.dist else None,
-                 "version": ep.dist.version if ep.dist else None} for ep in eps]
+        rows = []
+        for name in sorted(types):
+            kind, ep = types[name], eps[name]
+            rows.append({"name": name, "summary": kind.summary, "tested_against": kind.tested_against,
+                         "settings": kind.settings.model_json_schema(), "object": ep.value,
+                         "distribution": ep.dist.name if ep.dist else None,
+                         "version": ep.dist.version if ep.dist else None})
         print(json.dumps(rows, indent=2))
     else:
-        for ep in eps:
-            print(ep.name)
+        for name in sorted(types):
+            print(name)
     return 0
 
 

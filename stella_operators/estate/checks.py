@@ -6,8 +6,9 @@ from collections.abc import Iterator
 
 from stella_operators.entry_points import stella_entry_points
 from stella_operators.estate.models import Estate
+from stella_operators.targets.registry import TARGETS_GROUP, TargetSettingsError, validate_settings
 
-TARGET_TYPES_GROUP = "stella_operators.targets"
+TARGET_TYPES_GROUP = TARGETS_GROUP
 
 
 # Where a problem is in the estate document: keys and list indexes, e.g. ("environments", 0, "targets", 1).
@@ -36,6 +37,12 @@ def cross_check(estate: Estate) -> Iterator[tuple[Loc, str, str]]:
                 loc = ("environments", i, "targets", j, "type")
                 yield loc, _p(loc), (f"unknown target type {target.type!r} (installed: {', '.join(sorted(types))};"
                                      " install the extra that provides it)")
+            elif target.type in types:
+                try:
+                    validate_settings(target.type, dict(target.settings))
+                except TargetSettingsError as exc:
+                    loc = ("environments", i, "targets", j, "settings", *exc.path.split("."))
+                    yield loc, _p(loc), exc.message
     yield from _gates_and_approvals(estate)
     cycle = _find_cycle(estate)
     if cycle:

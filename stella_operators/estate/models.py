@@ -54,6 +54,8 @@ class TargetConfig(_Strict):
     connection: ConnId = Field(description="Airflow Connection id of the host; secrets live there")
     labels: dict[LabelKey, LabelValue] = {}
     group: Name | None = None
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="settings of the target's type (see `stella target-types --json`)")
 
 
 class ApproverGroup(_Strict):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.sdk import BaseHook
 
-from stella_operators.estate.models import TargetConfig
 from stella_operators.hooks.connections import connection_or_none
 
 
@@ -39,7 +40,7 @@ class DockerEngineHook(BaseHook):
         self.engine_conn_id = engine_conn_id
         self.timeout = timeout
 
-    def get_conn(self):
+    def get_conn(self) -> Any:
         from airflow.providers.docker.hooks.docker import DockerHook
 
         conn = connection_or_none(self.engine_conn_id)
@@ -53,9 +54,3 @@ class DockerEngineHook(BaseHook):
                           tls=tls, timeout=self.timeout, version="auto")
         return hook.get_conn()
 
-
-def docker_target(target: TargetConfig):
-    """Entry point `stella_operators.targets: docker`: build the Target for an estate target."""
-    from stella_operators.targets.docker import DockerTarget
-
-    return DockerTarget(target.name, DockerEngineHook(target.connection).get_conn())

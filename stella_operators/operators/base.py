@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from stella_operators.entry_points import stella_entry_points
-from stella_operators.estate.checks import TARGET_TYPES_GROUP
 from stella_operators.estate.loader import load_estate
 from stella_operators.estate.models import Estate, TargetConfig
 
@@ -26,11 +24,13 @@ def actor_of(context: Any) -> str:
 
 
 def build_target(target: TargetConfig) -> Target:
-    """Instantiate a Target through the `stella_operators.targets` entry point of its type."""
-    for ep in stella_entry_points(TARGET_TYPES_GROUP):
-        if ep.name == target.type:
-            return ep.load()(target)
-    raise ValueError(f"target {target.name}: no installed target type {target.type!r}")
+    """Instantiate a Target through its type (targets/registry.py)."""
+    from stella_operators.targets.registry import build_target as build
+
+    try:
+        return build(target)
+    except KeyError as exc:
+        raise ValueError(f"target {target.name}: {exc.args[0]}") from None
 
 
 class StellaBaseOperator(BaseOperator):

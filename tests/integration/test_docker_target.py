@@ -26,7 +26,7 @@ from stella_operators.targets.contract import (
     VersionSticker,
     sticker_labels,
 )
-from stella_operators.targets.docker import STICKER_PATH, DockerTarget, container_name
+from stella_operators.targets.docker.target import STICKER_PATH, DockerTarget, container_name
 
 pytestmark = pytest.mark.root
 

@@ -25,8 +25,10 @@ def test_json_names_where_each_type_comes_from():
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
     docker = next(x for x in rows if x["name"] == "docker")
-    assert docker["object"] == "stella_operators.hooks.docker_engine:docker_target"
+    assert docker["object"] == "stella_operators.targets.docker:TARGET_TYPE"
     assert docker["distribution"] == "stella-operators"
+    assert docker["tested_against"] and docker["summary"]
+    assert docker["settings"]["additionalProperties"] is False  # no settings: every key is refused
 
 
 def test_the_schema_names_a_command_that_exists():

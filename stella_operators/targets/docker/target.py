@@ -36,7 +36,7 @@ from stella_operators.targets.contract import (
     VersionSticker,
     sticker_labels,
 )
-from stella_operators.targets.docker_restore import DockerRestore
+from stella_operators.targets.docker.restore import DockerRestore
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,101 @@
+"""Target types: the one place that finds them, validates their settings and builds them.
+
+A target type is a `TargetType` object published under the entry point group
+`stella_operators.targets` (pyproject.toml; `entry_points.BUILT_IN` without a pip install). It
+names its pydantic `Settings` model (what an estate target's `settings:` block may hold for that
+type; extra keys are refused) and a `build(target, settings)` factory. Importing the entry point
+must stay cheap (DAG parsing validates estates): heavy clients are imported inside `build`.
+
+    from stella_operators.targets.registry import build_target, target_types
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from stella_operators.entry_points import stella_entry_points
+
+if TYPE_CHECKING:
+    from stella_operators.estate.models import TargetConfig
+    from stella_operators.targets.contract import Target
+
+TARGETS_GROUP = "stella_operators.targets"
+
+
+class NoSettings(BaseModel):
+    """For target types that take no settings: any key under `settings:` is refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class TargetType:
+    """One kind of target (docker, compose, ssh, ...).
+
+    :param name: the estate's `type:` value.
+    :param summary: one line for `stella target-types` and the README's support table.
+    :param tested_against: the peer the test suite runs this type against (real server or fake).
+    :param settings: pydantic model of the target's `settings:` block (use extra="forbid").
+    :param build: `(target, settings) -> Target`; imports its clients lazily.
+    """
+
+    name: str
+    summary: str
+    tested_against: str
+    settings: type[BaseModel]
+    build: Callable[[TargetConfig, Any], Target]
+
+
+class TargetSettingsError(ValueError):
+    """A target's `settings:` block does not fit its type: `path` is relative to the block."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+@cache
+def target_types() -> dict[str, TargetType]:
+    """Every installed target type by name (entry points, cached for the process)."""
+    found: dict[str, TargetType] = {}
+    for ep in stella_entry_points(TARGETS_GROUP):
+        obj = ep.load()
+        if not isinstance(obj, TargetType):
+            raise TypeError(f"entry point {ep.name} = {ep.value} is not a stella TargetType")
+        found[ep.name] = obj
+    return found
+
+
+def target_type(name: str) -> TargetType:
+    types = target_types()
+    if name not in types:
+        raise KeyError(f"no installed target type {name!r} (installed: {', '.join(sorted(types)) or 'none'})")
+    return types[name]
+
+
+def validate_settings(type_name: str, settings: dict[str, Any]) -> BaseModel:
+    """The typed settings of one target; TargetSettingsError names the first offending key."""
+    model = target_type(type_name).settings
+    try:
+        return model.model_validate(settings)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        path = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(sorted(model.model_fields)) or "none"
+            msg = f"unknown key {err['loc'][-1]!r} for a {type_name} target (allowed: {allowed})"
+        else:
+            msg = err["msg"]
+        raise TargetSettingsError(path, msg) from None
+
+
+def build_target(target: TargetConfig) -> Target:
+    """Instantiate the Target for an estate target through its type."""
+    kind = target_type(target.type)
+    return kind.build(target, validate_settings(target.type, dict(target.settings)))
