@@ -13,6 +13,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, Param, get_parsing_context
 
+from stella_operators.dag_builder.sites import site_task_args
 from stella_operators.estate.loader import load_estate, load_estate_for_app
 from stella_operators.estate.models import Estate
 from stella_operators.operators.gates import EvaluateGatesOperator
@@ -168,9 +169,10 @@ def _promote_dag(estate: Estate, app: str, env_name: str, path: str) -> DAG:
         gates = EvaluateGatesOperator(task_id="gates", promotion_id=promo,
                                       freeze_override_reason="{{ params.freeze_override_reason or '' }}", **common)
         approval = ApprovalSensor(task_id="approval", promotion_id=promo, **common)
+        at_site = site_task_args(env)  # deploy and verify run where the targets are (remote sites)
         deploy = DeployReleaseOperator(task_id="deploy", promotion_id=promo,
-                                       execution_timeout=timeout, **common)
+                                       execution_timeout=timeout, **common, **at_site)
         verify = VerifyPromotionOperator(task_id="verify", promotion_id=promo,
-                                         outlets=[verified_asset(app, env_name)], **common)
+                                         outlets=[verified_asset(app, env_name)], **common, **at_site)
         request >> gates >> approval >> deploy >> verify
     return dag

@@ -43,6 +43,14 @@ def cross_check(estate: Estate) -> Iterator[tuple[Loc, str, str]]:
                 except TargetSettingsError as exc:
                     loc = ("environments", i, "targets", j, "settings", *exc.path.split("."))
                     yield loc, _p(loc), exc.message
+        sites = {t.site for t in env.targets}
+        if len(sites) > 1:
+            j = next(k for k, t in enumerate(env.targets) if t.site != env.targets[0].site)
+            loc = ("environments", i, "targets", j, "site")
+            where = ", ".join(f"{t.name}: {t.site or 'control plane'}" for t in env.targets)
+            yield loc, _p(loc), (f"the targets of environment {env.name!r} are in different sites ({where}); "
+                                 "an environment deploys from one place: give them one site, or split the "
+                                 "environment into one per site")
     yield from _gates_and_approvals(estate)
     cycle = _find_cycle(estate)
     if cycle:

@@ -56,6 +56,9 @@ class TargetConfig(_Strict):
     group: Name | None = None
     settings: dict[str, Any] = Field(
         default_factory=dict, description="settings of the target's type (see `stella target-types --json`)")
+    site: Name | None = Field(
+        None, description="remote site the control plane cannot reach: the target is deployed by an Airflow Edge "
+                          "worker serving the queue of this name (all targets of an environment share one site)")
 
 
 class ApproverGroup(_Strict):
@@ -107,6 +110,12 @@ class Environment(_Strict):
     lock_lease_s: float = Field(
         120, ge=10, le=3600, description="the deploy lock's lease: renewed while deploying; a lock not renewed "
                                          "for this long (the worker died) is taken over and its deployment rolled back")
+
+
+def environment_site(env: Environment) -> str | None:
+    """The remote site an environment's targets are in (None: reachable from the control plane).
+    Estate validation guarantees one site per environment."""
+    return env.targets[0].site
 
 
 class Estate(_Strict):
