@@ -27,9 +27,9 @@ class StackError(RuntimeError):
     pass
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -41,6 +41,8 @@ class AirflowStack:
     env: dict[str, str] = field(default_factory=dict)  # extra env: STELLA_*, AIRFLOW_CONN_*
     parallelism: int = 4
     port: int = 0
+    listen: str = "127.0.0.1"     # the api-server's address ("0.0.0.0": also reachable from lab namespaces)
+    executor: str = "LocalExecutor"  # e.g. "LocalExecutor,airflow.providers.edge3.executors.EdgeExecutor"
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     passwords: dict[str, str] = field(default_factory=dict)
 
@@ -55,7 +57,7 @@ class AirflowStack:
                 "PATH": venv_bin + os.pathsep + base.get("PATH", ""),
                 "AIRFLOW_HOME": str(self.home),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__EXECUTOR": self.executor,
                 "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -69,6 +71,11 @@ class AirflowStack:
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}
 
+    def environ(self, **overrides: str) -> dict[str, str]:
+        """The environment of the stack's components (for another Airflow process, e.g. an Edge
+        worker), with overrides such as the API URL it reaches the stack by."""
+        return {**self._environ(), **overrides}
+
     def _secret(self, name: str) -> str:
         path = self.home / f".{name}-secret"
         if not path.exists():
@@ -77,7 +84,7 @@ class AirflowStack:
 
     def start(self, timeout_s: float = 90) -> AirflowStack:
         self.home.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or free_port()
+        self.port = self.port or free_port(self.listen)
         env = self._environ()
         out = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True,
                              text=True)
@@ -88,7 +95,7 @@ class AirflowStack:
         for comp in COMPONENTS:
             args = [sys.executable, "-m", "airflow", comp]
             if comp == "api-server":
-                args += ["--port", str(self.port), "--host", "127.0.0.1"]
+                args += ["--port", str(self.port), "--host", self.listen]
             log = open(self.home / f"{comp}.log", "ab")
             self.procs[comp] = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
                                                 start_new_session=True)
