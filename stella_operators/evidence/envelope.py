@@ -281,6 +281,22 @@ def _check_record(rec: dict[str, Any], key_id: str, st: dict[str, Any]) -> None:
         raise _Bad("record field 'created_at' does not match the signed statement")
 
 
+def _check_not_revoked(trusted: TrustedKeys, key_ids: list[str], statement: dict[str, Any]) -> None:
+    """A signature by a revoked key counts only for statements signed before the revocation time.
+    The time is the statement's own signed `created_at`: a thief of the key could backdate a
+    statement, which the audit chain's signed checkpoints (made before the revocation) expose."""
+    try:
+        signed_at = datetime.fromisoformat(str(statement["predicate"]["created_at"]).replace("Z", "+00:00"))
+    except ValueError:
+        raise _Bad("statement created_at is not an ISO 8601 time") from None
+    if signed_at.tzinfo is None:
+        raise _Bad("statement created_at has no time zone")
+    for kid in key_ids:
+        revocation = trusted.revocation(kid)
+        if revocation is not None and revocation.covers(signed_at):
+            raise _Bad(f"signed at {iso_utc(signed_at)} by a revoked key: {revocation.sentence()}")
+
+
 def verify_evidence(evidence: EvidenceRecord | dict[str, Any] | str | bytes, trusted: TrustedKeys) -> Verification:
     """Check evidence offline: a record, a record file's text, or a bare DSSE envelope (dict or JSON).
 
@@ -310,6 +326,7 @@ def verify_evidence(evidence: EvidenceRecord | dict[str, Any] | str | bytes, tru
         statement = _check_statement(parsed)
         if rec is not None:
             _check_record(rec, key_id, statement)
+        _check_not_revoked(trusted, [kid for kid, _ in sigs], statement)
     except _Bad as bad:
         return Verification(False, str(bad), key_id, statement, evidence_id)
     return Verification(True, "ok", key_id, statement, evidence_id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -100,14 +102,47 @@ def load_or_create_dev_key(path: str | os.PathLike[str]) -> SigningKey:
     return key
 
 
+@dataclass(frozen=True)
+class Revocation:
+    """A key that must not be trusted for anything it signed at or after `revoked_at`."""
+
+    key_id: str
+    revoked_at: datetime  # timezone-aware
+    reason: str
+
+    def covers(self, signed_at: datetime) -> bool:
+        return signed_at >= self.revoked_at
+
+    def sentence(self) -> str:
+        return f"key {self.key_id} was revoked at {self.revoked_at.isoformat()} ({self.reason})"
+
+
 class TrustedKeys:
-    """Public keys we accept signatures from, by key id (always recomputed from the key itself).
+    """Public keys we accept signatures from, by key id (always recomputed from the key itself),
+    and the revocations of some of them.
 
     Which keys to trust is the trust store's business (evidence/trust.py: files outside the ledger).
+    A retired key (rotated out) simply stays trusted: what it signed keeps verifying. A revoked
+    key stays known, so that what it signed before its revocation time still verifies, while
+    anything it signed at or after that time is refused (`revocation()` tells verifiers).
     """
 
     def __init__(self) -> None:
         self._keys: dict[str, Ed25519PublicKey] = {}
+        self._revoked: dict[str, Revocation] = {}
+
+    def revoke(self, revocation: Revocation) -> None:
+        if revocation.revoked_at.tzinfo is None:
+            raise ValueError(f"revocation of {revocation.key_id}: revoked_at needs a time zone")
+        earlier = self._revoked.get(revocation.key_id)
+        if earlier is None or revocation.revoked_at < earlier.revoked_at:
+            self._revoked[revocation.key_id] = revocation  # the earliest revocation wins
+
+    def revocation(self, key_id: str) -> Revocation | None:
+        return self._revoked.get(key_id)
+
+    def revocations(self) -> list[Revocation]:
+        return [self._revoked[k] for k in sorted(self._revoked)]
 
     def add(self, public_pem: bytes | str, key_id: str | None = None) -> str:
         """Trust a public key; returns its key id. A given `key_id` must match the key's own id."""

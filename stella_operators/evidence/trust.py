@@ -10,22 +10,32 @@ this module is plain Python.
 Layout of a trust directory: every `*.pub` / `*.pem` file holds one or more PEM public keys
 (`-----BEGIN PUBLIC KEY-----`); key ids are computed from the keys, so file names are free.
 A private key in the store is refused: a trust store is handed around, a private key must not be.
-(Rotation and revocation metadata, e.g. a revocation time per key, would be added per key here.)
+
+Rotation: a new key gets a new id and its public key joins the store; the retired key's public
+key stays, so everything it signed keeps verifying. Revocation: `revocations.json` in the trust
+directory (or the Connection extra `revoked`) lists `{"key_id", "revoked_at", "reason"}`; what a
+revoked key signed at or after its revocation time fails verification, naming the revocation.
+`stella keys list | rotate | revoke` maintain a trust directory.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from stella_operators.evidence.keys import TrustedKeys
+from stella_operators.evidence.keys import Revocation, TrustedKeys
 
 TRUST_DIR_ENV = "STELLA_TRUST_DIR"
 TRUST_CONN_ID = "stella_trust"
 KEY_SUFFIXES = (".pub", ".pem")
+REVOCATIONS_FILE = "revocations.json"
+KEY_ID_RE = re.compile(r"^ed25519:[0-9a-f]{16}$")
 
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.DOTALL)
 
@@ -48,6 +58,7 @@ class TrustStore:
 
     keys: TrustedKeys
     source: str
+    origins: dict[str, str] = field(default_factory=dict)  # key id -> the file (or entry) it came from
 
     def __contains__(self, key_id: object) -> bool:
         return key_id in self.keys
@@ -65,10 +76,10 @@ def pem_blocks(text: str, where: str) -> list[str]:
     return keys
 
 
-def _add(trusted: TrustedKeys, text: str, where: str) -> None:
+def _add(trusted: TrustedKeys, text: str, where: str, origins: dict[str, str]) -> None:
     for block in pem_blocks(text, where):
         try:
-            trusted.add(block)
+            origins.setdefault(trusted.add(block), where)
         except ValueError as exc:
             raise TrustStoreError(f"{where}: {exc}") from None
 
@@ -84,23 +95,65 @@ def key_files(path: str | os.PathLike[str]) -> list[Path]:
     raise TrustStoreError(f"trust store {p} does not exist")
 
 
+def parse_revocations(data: Any, where: str) -> list[Revocation]:
+    """Revocation entries (a list of {key_id, revoked_at, reason}); errors name the entry and field."""
+    if not isinstance(data, list):
+        raise TrustStoreError(f"{where}: must be a JSON list of {{key_id, revoked_at, reason}} entries")
+    out = []
+    for i, entry in enumerate(data):
+        at = f"{where}[{i}]"
+        if not isinstance(entry, dict) or set(entry) != {"key_id", "revoked_at", "reason"}:
+            raise TrustStoreError(f"{at}: needs exactly the fields key_id, revoked_at, reason")
+        if not isinstance(entry["key_id"], str) or not KEY_ID_RE.match(entry["key_id"]):
+            raise TrustStoreError(f"{at}.key_id: {entry['key_id']!r} is not a key id like ed25519:0123456789abcdef")
+        try:
+            when = datetime.fromisoformat(str(entry["revoked_at"]).replace("Z", "+00:00"))
+        except ValueError:
+            when = None
+        if when is None or when.tzinfo is None:
+            raise TrustStoreError(f"{at}.revoked_at: {entry['revoked_at']!r} is not an ISO 8601 time with a "
+                                  "time zone, e.g. 2026-11-30T12:00:00Z")
+        if not isinstance(entry["reason"], str) or not entry["reason"].strip():
+            raise TrustStoreError(f"{at}.reason: say why the key was revoked")
+        out.append(Revocation(entry["key_id"], when, entry["reason"].strip()))
+    return out
+
+
+def read_revocations(directory: Path) -> list[Revocation]:
+    path = directory / REVOCATIONS_FILE
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise TrustStoreError(f"{path}: cannot read revocations ({exc})") from None
+    return parse_revocations(data, str(path))
+
+
 def load_trust_store(paths: Iterable[str | os.PathLike[str]] = (), pems: Iterable[str] = (), *,
-                     source: str) -> TrustStore:
-    """Trusted keys from files / directories and PEM texts; an empty result is an error.
+                     source: str, revoked: Iterable[Revocation] = ()) -> TrustStore:
+    """Trusted keys from files / directories and PEM texts, with the revocations found beside them
+    (a directory's revocations.json) or given; an empty result is an error.
 
     :param source: how the store was configured, e.g. ``STELLA_TRUST_DIR=/etc/stella/trust``.
     """
     trusted = TrustedKeys()
+    origins: dict[str, str] = {}
+    for revocation in revoked:
+        trusted.revoke(revocation)
     for path in paths:
+        if Path(path).is_dir():
+            for revocation in read_revocations(Path(path)):
+                trusted.revoke(revocation)
         files = key_files(path)
         for f in files:
             try:
                 text = f.read_text("ascii")
             except (OSError, UnicodeDecodeError) as exc:
                 raise TrustStoreError(f"{f}: cannot read ({exc})") from None
-            _add(trusted, text, str(f))
+            _add(trusted, text, str(f), origins)
     for i, pem in enumerate(pems):
-        _add(trusted, pem, f"{source} public_keys[{i}]")
+        _add(trusted, pem, f"{source} public_keys[{i}]", origins)
     if not len(trusted):
         raise TrustStoreError(f"trust store {source} holds no public key; {HOW_TO_CONFIGURE}")
-    return TrustStore(keys=trusted, source=source)
+    return TrustStore(keys=trusted, source=source, origins=origins)

@@ -14,6 +14,7 @@ from stella_operators.evidence.trust import (
     TrustStore,
     TrustStoreError,
     load_trust_store,
+    parse_revocations,
 )
 from stella_operators.hooks.connections import connection_or_none
 
@@ -27,7 +28,8 @@ class TrustStoreHook(BaseHook):
 
     1. ``STELLA_TRUST_DIR``: a directory of PEM public keys (``*.pub`` / ``*.pem``) or one PEM file;
     2. the Connection ``stella_trust`` (any type; works from a secrets backend): extra ``path``
-       (directory or file) and/or ``public_keys`` (a PEM string or a list of them).
+       (directory or file) and/or ``public_keys`` (a PEM string or a list of them), and
+       optionally ``revoked`` (a list of {key_id, revoked_at, reason}).
 
     Nothing configured raises ``TrustStoreError`` saying how to configure one. Keys registered in
     the ledger are never trusted from here.
@@ -60,4 +62,6 @@ class TrustStoreHook(BaseHook):
         if not path and not pems:
             raise TrustStoreError(f"connection {self.trust_conn_id!r} names no trust store (extra 'path' or "
                                   f"'public_keys'): {HOW_TO_CONFIGURE}")
-        return load_trust_store([path] if path else [], pems, source=f"connection {self.trust_conn_id!r}")
+        revoked = parse_revocations(extra.get("revoked", []), f"connection {self.trust_conn_id!r} extra 'revoked'")
+        return load_trust_store([path] if path else [], pems, source=f"connection {self.trust_conn_id!r}",
+                                revoked=revoked)

@@ -82,8 +82,16 @@ def read_checkpoint(text: str | bytes, trusted: TrustedKeys) -> Checkpoint:
     last_seq = body.get("last_seq")
     if last_seq is not None and (not isinstance(last_seq, int) or isinstance(last_seq, bool)):
         raise CheckpointError("checkpoint field 'last_seq' must be an int or null")
-    return Checkpoint(_field(body, "events", int), _field(body, "head", str), last_seq, _field(body, "at", str),
-                      key_id)
+    at = _field(body, "at", str)
+    revocation = trusted.revocation(key_id)
+    if revocation is not None:
+        try:
+            signed_at = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            raise CheckpointError(f"checkpoint field 'at' is not an ISO 8601 time: {at!r}") from None
+        if signed_at.tzinfo is None or revocation.covers(signed_at):
+            raise CheckpointError(f"checkpoint of {at} signed by a revoked key: {revocation.sentence()}")
+    return Checkpoint(_field(body, "events", int), _field(body, "head", str), last_seq, at, key_id)
 
 
 def check_checkpoint(rows: Sequence[AuditRow], checkpoint: Checkpoint) -> list[ChainProblem]:
