@@ -14,11 +14,19 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from stella_operators.evidence.canonical import canonical_json, iso_utc, sha256_hex, to_jsonable
+from stella_operators.evidence.canonical import (
+    canonical_json,
+    canonical_plain,
+    is_plain,
+    iso_utc,
+    sha256_hex,
+    to_jsonable,
+)
 from stella_operators.evidence.keys import SigningKey, TrustedKeys, UnknownKeyId
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -126,6 +134,12 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+@lru_cache(maxsize=4096)
+def _named_like_a_secret(name: str) -> bool:
+    squashed = re.sub(r"[^a-z0-9]", "", name.lower())
+    return any(word in squashed for word in _SECRET_WORDS)
+
+
 def assert_no_secrets(content: Any, path: str = "content") -> None:
     """Refuse content with a field named like a secret, or a private key in a value.
 
@@ -135,8 +149,7 @@ def assert_no_secrets(content: Any, path: str = "content") -> None:
         for key, value in content.items():
             name = str(key)
             field_path = f"{path}.{name}"
-            squashed = re.sub(r"[^a-z0-9]", "", name.lower())
-            if any(word in squashed for word in _SECRET_WORDS):
+            if _named_like_a_secret(name):
                 raise ValueError(f"evidence must not contain secrets: field {field_path!r} is named like one")
             assert_no_secrets(value, field_path)
     elif isinstance(content, (list, tuple)):
@@ -152,13 +165,15 @@ def _subjects(subjects: list[tuple[str, str]]) -> list[EvidenceSubject]:
 
 
 def build_statement(type: EvidenceType | str, subjects: list[EvidenceSubject], content: dict[str, Any],
-                    created_at: datetime) -> dict[str, Any]:
+                    created_at: datetime, *, content_is_plain: bool = False) -> dict[str, Any]:
+    """The in-toto Statement, as plain JSON. `content_is_plain`: the caller saw `is_plain(content)`."""
     etype = EvidenceType(type)
     return {
         "_type": STATEMENT_TYPE,
         "subject": [{"name": s.name, "digest": {"sha256": s.digest.removeprefix("sha256:")}} for s in subjects],
         "predicateType": predicate_type(etype),
-        "predicate": {"type": etype.value, "content": to_jsonable(content), "created_at": iso_utc(created_at)},
+        "predicate": {"type": etype.value, "content": content if content_is_plain else to_jsonable(content),
+                      "created_at": iso_utc(created_at)},
     }
 
 
@@ -176,7 +191,9 @@ def seal_evidence(type: EvidenceType | str, subjects: list[tuple[str, str]], con
         raise TypeError("evidence content must be a dict")
     assert_no_secrets(content)
     subs = _subjects(subjects)
-    payload = canonical_json(build_statement(etype, subs, content, created_at))
+    plain = is_plain(content)  # then the whole statement is (its own keys are ASCII, its values strings)
+    payload = canonical_plain(build_statement(etype, subs, content, created_at, content_is_plain=plain),
+                              checked=plain)
     sig = key.sign(pae(PAYLOAD_TYPE, payload))
     envelope = {"payloadType": PAYLOAD_TYPE, "payload": _b64(payload),
                 "signatures": [{"keyid": key.key_id, "sig": _b64(sig)}]}
@@ -267,7 +284,7 @@ def _check_record(rec: dict[str, Any], key_id: str, st: dict[str, Any]) -> None:
         record = EvidenceRecord.model_validate(rec)
     except ValidationError as exc:
         raise _Bad(f"record is malformed: {exc.errors()[0]['loc']} {exc.errors()[0]['msg']}") from None
-    if canonical_json(record.model_dump(mode="json")) != canonical_json(rec):
+    if canonical_plain(record.model_dump(mode="json")) != canonical_plain(rec):
         raise _Bad("record fields are not in canonical form (it was edited)")
     pred = st["predicate"]
     signed_subjects = [(s["name"], "sha256:" + s["digest"]["sha256"]) for s in st["subject"]]
@@ -321,7 +338,7 @@ def verify_evidence(evidence: EvidenceRecord | dict[str, Any] | str | bytes, tru
             parsed = json.loads(payload.decode("utf-8"))
         except ValueError:
             raise _Bad("payload is not valid UTF-8 JSON") from None
-        if canonical_json(parsed) != payload:
+        if canonical_plain(parsed) != payload:
             raise _Bad("payload is not canonical JSON")
         statement = _check_statement(parsed)
         if rec is not None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from stella_operators.evidence.canonical import canonical_json, iso_utc, sha256_hex, to_jsonable
+from stella_operators.evidence.canonical import canonical_plain, iso_utc, sha256_hex, to_jsonable
 from stella_operators.evidence.envelope import assert_no_secrets
 from stella_operators.ledger.tables import audit_events, inserted_id
 
@@ -30,7 +30,8 @@ class AuditEvent:
 
 def chain_hash(previous_hash: str, at: datetime, actor: str, action: str, subject: str,
                detail: dict[str, Any]) -> str:
-    return sha256_hex(canonical_json({"previous_hash": previous_hash, "at": iso_utc(at), "actor": actor,
+    # detail is plain JSON already (to_jsonable on the way in, a JSON column on the way out)
+    return sha256_hex(canonical_plain({"previous_hash": previous_hash, "at": iso_utc(at), "actor": actor,
                                       "action": action, "subject": subject, "detail": detail}))
 
 
