@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import FastAPI, HTTPException, Path, Query, Request, status
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from stella_operators.api.evidence_page import render_evidence_page
@@ -195,6 +195,23 @@ def get_evidence(user: GetUserDep, evidence_id: Annotated[str, _ID]) -> JSONResp
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no evidence {evidence_id}") from None
     return JSONResponse(json.loads(record.to_file_json()),
                         headers={"Content-Disposition": f'attachment; filename="{evidence_id.replace(":", "-")}.json"'})
+
+
+@app.get("/api/v1/promotions/{promotion_id}/bundle")
+def get_bundle(user: GetUserDep, promotion_id: Annotated[str, _ID]) -> Response:
+    """Every evidence record of the promotion, its release, the public keys and a signed manifest, as a tar
+    that `stella evidence verify BUNDLE --trust DIR` checks with no ledger and no network."""
+    from stella_operators.evidence.bundle import export_bundle
+    from stella_operators.hooks.signing import SigningKeyHook
+    from stella_operators.ledger import NotFound
+
+    try:
+        data = export_bundle(_ledger(), SigningKeyHook().get_conn(), promotion_id, exported_by=user.get_name())
+    except NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no promotion {promotion_id}") from None
+    name = f"stella-bundle-{promotion_id.replace(':', '-')}.tar"
+    return Response(data, media_type="application/x-tar",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @app.get("/api/v1/board")

@@ -191,7 +191,8 @@ async function load(){
     <td>${esc(p.approved_by.join(', ') || '-')}</td>
     <td>${p.gates.map(g=>'<span class="g-'+esc(g.verdict)+'">'+esc(g.name)+': '+esc(g.verdict)+'</span>'+(g.reasons.length?' ('+esc(g.reasons.join(', '))+')':'')).join('<br>')}</td>
     <td>${p.evidence.map(ev=>'<a href="/stella/ui/evidence/'+encodeURIComponent(ev.id)+'">'+esc(ev.type.replace('_',' '))+'</a> ' +
-        '<a class="muted" href="/stella/api/v1/evidence/'+encodeURIComponent(ev.id)+'">json</a>').join('<br>')}</td></tr>
+        '<a class="muted" href="/stella/api/v1/evidence/'+encodeURIComponent(ev.id)+'">json</a>').join('<br>')}
+        ${p.evidence.length ? '<br><a class="bundle" href="/stella/api/v1/promotions/'+encodeURIComponent(p.id)+'/bundle">bundle (tar)</a>' : ''}</td></tr>
     <tr id="why-${esc(p.id)}" hidden><td></td><td colspan="6" class="why"></td></tr>`).join('');
   document.querySelectorAll('a[data-why]').forEach(a => a.onclick = (ev) => { ev.preventDefault(); why(a.dataset.why); });
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tarfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,9 @@ def cmd_evidence_verify(args) -> int:
     ledger = None
     bad = 0
     for ref in args.refs:
+        if Path(ref).is_file() and tarfile.is_tarfile(ref):
+            bad += _verify_bundle_file(ref, store)
+            continue
         if Path(ref).exists():
             text = Path(ref).read_text()
         else:
@@ -64,6 +68,23 @@ def cmd_evidence_verify(args) -> int:
             print(f"INVALID: {ref}: {result.reason}")
             bad += 1
     return 1 if bad else 0
+
+
+def _verify_bundle_file(path: str, store: TrustStore) -> int:
+    """Print one line per record / problem of a promotion bundle; the number of problems."""
+    from stella_operators.evidence.bundle import BundleError, verify_bundle
+
+    try:
+        report = verify_bundle(Path(path).read_bytes(), store.keys)
+    except BundleError as exc:
+        print(f"INVALID: {path}: {exc}")
+        return 1
+    for line in report.lines():
+        print(line)
+    verdict = "ok" if report.ok else "INVALID"
+    print(f"{verdict}: bundle {path} (promotion {report.promotion_id}, {len(report.records)} records, "
+          f"trusted by {store.source})")
+    return 0 if report.ok else 1
 
 
 def cmd_evidence_public_key(args) -> int:
@@ -95,15 +116,31 @@ def cmd_evidence_keygen(args) -> int:
 
 
 def cmd_evidence_export(args) -> int:
-    record = open_ledger(args).get_evidence(args.id)  # NotFound -> one-line error, exit 2
-    Path(args.output).write_text(record.to_file_json())
+    """A promotion id: its bundle (tar, see evidence/bundle.py); an evidence id: that record's file."""
+    import getpass
+
+    from stella_operators.evidence.bundle import export_bundle
+    from stella_operators.hooks.signing import SigningKeyHook
+    from stella_operators.ledger import NotFound
+
+    ledger = open_ledger(args)
+    try:
+        ledger.get_promotion(args.id)
+    except NotFound:
+        record = ledger.get_evidence(args.id)  # NotFound -> one-line error, exit 2
+        Path(args.output).write_text(record.to_file_json())
+        print(f"wrote {args.output}")
+        return 0
+    data = export_bundle(ledger, SigningKeyHook().get_conn(), args.id, exported_by=getpass.getuser())
+    Path(args.output).write_bytes(data)
     print(f"wrote {args.output}")
     return 0
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e = sub.add_parser("evidence", help="evidence records").add_subparsers(dest="evidence_cmd", required=True)
-    ev = e.add_parser("verify", help="verify evidence records (ledger ids or exported files) against the trust store",
+    ev = e.add_parser("verify", help="verify evidence records (ledger ids, exported files or promotion bundles) "
+                                     "against the trust store",
                       description="Trusts only the trust store: --trust PATH, else $STELLA_TRUST_DIR, else the "
                                   "Airflow Connection stella_trust (extra 'path' or 'public_keys').")
     ev.add_argument("refs", nargs="+", metavar="ID|FILE")
@@ -120,8 +157,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     kg.add_argument("key", help="where the private key goes (created 0600; never overwritten)")
     kg.add_argument("--public", required=True, help="where its public key goes (put it in the trust store)")
     kg.set_defaults(func=cmd_evidence_keygen)
-    ex = e.add_parser("export", help="write one evidence record to a file")
-    ex.add_argument("id")
+    ex = e.add_parser("export", help="a promotion's bundle (tar: every record, keys, signed manifest) or one record")
+    ex.add_argument("id", help="promotion id (writes a bundle) or evidence id (writes that record)")
     ex.add_argument("-o", "--output", required=True)
     ex.set_defaults(func=cmd_evidence_export)
 

@@ -370,10 +370,15 @@ class Ledger(LedgerDecisions, LedgerLocks):
             raise NotFound(f"no evidence with id {evidence_id!r}")
         return records.evidence_from_row(row)
 
-    def evidence_for(self, promotion_id: str | None = None, release_id: str | None = None) -> list[EvidenceRecord]:
+    def evidence_for(self, promotion_id: str | None = None, release_id: str | None = None, *,
+                     release_only: bool = False) -> list[EvidenceRecord]:
+        """Records of a promotion and/or a release, oldest first; `release_only`: only the release's
+        own records (its seal), not those of its promotions."""
         if promotion_id is None and release_id is None:
             raise ValueError("evidence_for needs a promotion_id or a release_id")
         query = sa.select(evidence).order_by(evidence.c.created_at, evidence.c.id)
+        if release_only:
+            query = query.where(evidence.c.promotion_id.is_(None))
         if promotion_id is not None:
             query = query.where(evidence.c.promotion_id == promotion_id)
         if release_id is not None:
@@ -403,6 +408,13 @@ class Ledger(LedgerDecisions, LedgerLocks):
         for row in conn.execute(sa.select(signing_keys)):
             registered.add(row.public_pem, key_id=row.key_id)
         return registered
+
+    def public_key_pems(self, key_ids: set[str]) -> dict[str, str]:
+        """The registered public keys (PEM) of `key_ids` (for bundles; not a statement of trust)."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(signing_keys.c.key_id, signing_keys.c.public_pem)
+                                .where(signing_keys.c.key_id.in_(sorted(key_ids)))).all()
+        return {r.key_id: r.public_pem for r in rows}
 
     def registered_keys(self) -> TrustedKeys:
         """Every key that ever signed a stored record. NOT a trust root: any key registers itself on
