@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,8 @@ from stella_operators.hooks.connections import connection_or_none
 
 if TYPE_CHECKING:
     from stella_operators.ledger import Ledger
+
+log = logging.getLogger(__name__)
 
 
 def ledger_url_from_connection(conn: Any) -> str:
@@ -59,5 +62,12 @@ class LedgerHook(BaseHook):
 @lru_cache(maxsize=8)
 def _open_ledger(url: str) -> Ledger:
     from stella_operators.ledger import Ledger
+    from stella_operators.ledger.roles import owns_ledger_tables
 
-    return Ledger.open(url)
+    ledger = Ledger.open(url)
+    with ledger.engine.connect() as conn:
+        if owns_ledger_tables(conn):
+            log.warning("the ledger connection's role owns the ledger's tables, so whoever has this connection can "
+                        "disable or drop the append-only triggers: migrate as an owner role and connect as an "
+                        "application role (`stella ledger migrate --owner-url URL --app-role ROLE`)")
+    return ledger

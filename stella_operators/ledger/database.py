@@ -24,6 +24,10 @@ MIGRATION_LOCK = 0x5374656C6C61_01
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+class SchemaOutdated(RuntimeError):
+    """The ledger needs a migration that the connected (application) role may not run."""
+
+
 def make_engine(url: str | sa.URL) -> sa.Engine:
     url = sa.make_url(url)
     if url.get_backend_name() == "sqlite":
@@ -86,7 +90,7 @@ def head_revision() -> str:
 
 
 def current_revision(engine: sa.Engine) -> str | None:
-    with engine.connect() as conn:
+    with engine.connect() as conn, _alembic_logging(quiet=True):
         return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
@@ -107,7 +111,16 @@ def migrate(engine: sa.Engine) -> None:
             return
         cfg.attributes["connection"] = conn
         with _alembic_logging(quiet=False):
-            command.upgrade(cfg, "head")
+            try:
+                command.upgrade(cfg, "head")
+            except sa.exc.ProgrammingError as exc:
+                if "permission denied" not in str(exc.orig) and "must be owner" not in str(exc.orig):
+                    raise
+                raise SchemaOutdated(
+                    f"the ledger schema is at {current or 'nothing'}, this version of stella needs {head}, and "
+                    f"this connection's role may not change the schema ({str(exc.orig).splitlines()[0]}): run "
+                    "`stella ledger migrate --owner-url URL --app-role ROLE` as the owner of the ledger's tables"
+                ) from None
 
 
 @contextmanager

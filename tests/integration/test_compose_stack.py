@@ -107,7 +107,7 @@ def config(compose: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory) -
 
 
 def test_required_secrets_are_the_expected_ones() -> None:
-    assert set(REQUIRED) == {"AIRFLOW_DB_PASSWORD", "LEDGER_DB_PASSWORD", "AIRFLOW_FERNET_KEY",
+    assert set(REQUIRED) == {"AIRFLOW_DB_PASSWORD", "LEDGER_DB_PASSWORD", "LEDGER_OWNER_PASSWORD", "AIRFLOW_FERNET_KEY",
                              "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY", "AIRFLOW_ADMIN_PASSWORD",
                              "STELLA_SIGNING_KEY_FILE", "STELLA_TRUST_HOST_DIR"}
 
@@ -172,9 +172,28 @@ def test_ledger_connection_points_at_ledger_db_not_airflow_metadata_db(config: d
     assert ledger["host"] == "ledger-db" and ledger["host"] != metadata.hostname
     ledger_db = services["ledger-db"]["environment"]
     assert (ledger["login"], ledger["password"], ledger["schema"], ledger["port"]) == (
-        ledger_db["POSTGRES_USER"], ledger_db["POSTGRES_PASSWORD"], ledger_db["POSTGRES_DB"], 5432)
+        ledger_db["LEDGER_APP_USER"], ledger_db["LEDGER_APP_PASSWORD"], ledger_db["POSTGRES_DB"], 5432)
     assert ledger["password"] == SECRETS["LEDGER_DB_PASSWORD"] != metadata.password
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == metadata.password
+
+
+def test_the_airflow_services_connect_to_the_ledger_as_a_role_that_owns_nothing(config: dict) -> None:
+    """The ledger DB's owner (POSTGRES_USER) migrates, in airflow-init only; everything else logs in as
+    the application role that docker/ledger-db-init.sh creates and `stella ledger migrate --app-role` grants."""
+    services = config["services"]
+    ledger_db = services["ledger-db"]["environment"]
+    app = json.loads(services["scheduler"]["environment"]["AIRFLOW_CONN_STELLA_LEDGER"])
+    assert app["login"] != ledger_db["POSTGRES_USER"] and app["password"] != ledger_db["POSTGRES_PASSWORD"]
+    init = services["airflow-init"]
+    owner = json.loads(init["environment"]["AIRFLOW_CONN_STELLA_LEDGER_OWNER"])
+    assert (owner["login"], owner["password"]) == (ledger_db["POSTGRES_USER"], ledger_db["POSTGRES_PASSWORD"])
+    # `$$` is compose's escape for a `$` the shell in the container expands
+    assert 'stella ledger migrate --app-role "$${STELLA_LEDGER_APP_ROLE}"' in " ".join(init["command"])
+    assert init["environment"]["STELLA_LEDGER_APP_ROLE"] == app["login"]
+    for name in AIRFLOW_SERVICES - {"airflow-init"}:
+        assert "AIRFLOW_CONN_STELLA_LEDGER_OWNER" not in services[name]["environment"], name
+    [script] = [v for v in services["ledger-db"]["volumes"] if v["target"].startswith("/docker-entrypoint-initdb.d/")]
+    assert Path(script["source"]) == ROOT / "docker" / "ledger-db-init.sh" and script["read_only"] is True
 
 
 def test_start_order(config: dict) -> None:
