@@ -11,7 +11,7 @@ _STYLE = """
  h1{font-size:1.3rem} h2{font-size:1.05rem;margin:1.6rem 0 .4rem}
  table{border-collapse:collapse} td,th{border-bottom:1px solid #e4e7eb;padding:.35rem .5rem;text-align:left;vertical-align:top}
  code{font-size:.78rem;word-break:break-all;color:#3e4c59} .muted{color:#616e7c;font-size:.85rem}
- .ok,.g-pass,.s-deployed{color:#0b7a3e} .err,.g-fail,.s-rejected,.s-failed,.s-rolled_back,.s-cancelled{color:#b42318}
+ .manual{color:#b54708;font-weight:600} .ok,.g-pass,.s-deployed{color:#0b7a3e} .err,.g-fail,.s-rejected,.s-failed,.s-rolled_back,.s-cancelled{color:#b42318}
  .g-pending,.s-awaiting_approval{color:#b54708} a{color:#175cd3}
  .card{border:1px solid #d9e2ec;border-radius:8px;padding:.8rem 1rem;margin:.8rem 0;max-width:70rem}
  .card h3{margin:.1rem 0 .5rem;font-size:1.05rem} .badge{display:inline-block;border-radius:4px;padding:0 .4rem;
@@ -187,6 +187,7 @@ async function load(){
         ${p.run_link ? '<br><a target="_top" href="'+esc(p.run_link)+'">Airflow run</a>' : ''}<br><code>${esc(p.id)}</code></td>
     <td>${esc(p.release)}</td>
     <td class="s-${esc(p.status)}">${esc(p.status.replace('_',' '))}
+        ${(p.manual_changes||[]).map(m=>'<br><span class="manual" title="'+esc(m)+'">&#9888; changed by hand</span>').join('')}
         ${ENDED.has(p.status) ? '<br><a href="#" data-why="'+esc(p.id)+'">why?</a>' : ''}</td>
     <td>${esc(p.approved_by.join(', ') || '-')}</td>
     <td>${p.gates.map(g=>'<span class="g-'+esc(g.verdict)+'">'+esc(g.name)+': '+esc(g.verdict)+'</span>'+(g.reasons.length?' ('+esc(g.reasons.join(', '))+')':'')).join('<br>')}</td>

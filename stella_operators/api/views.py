@@ -19,6 +19,7 @@ from stella_operators.approvals.policy import DUPLICATE, Approver, eligibility
 from stella_operators.approvals.service import approval_state, effective_requirement
 from stella_operators.evidence.envelope import Verification, verify_evidence
 from stella_operators.evidence.trust import TrustStore, TrustStoreError
+from stella_operators.promotion.overrides import change_sentence, manual_changes
 from stella_operators.promotion.state import PromotionStatus as S
 from stella_operators.promotion.why import last_transition, not_passed
 
@@ -252,7 +253,8 @@ def board(estate: Estate, ledger: ReadLedger, limit: int = 30) -> dict[str, Any]
             "run_link": run_link(p),
             "evidence": [{"id": ev.id, "type": str(ev.type)} for ev in ledger.evidence_for(promotion_id=p.id)],
             "gates": [{"name": v.gate_name, "verdict": str(v.verdict), "reasons": list(v.reasons)}
-                      for v, _ in ledger.gate_verdicts_for(p.id)]})
+                      for v, _ in ledger.gate_verdicts_for(p.id)],
+            "manual_changes": [change_sentence(c, str(p.status)) for c in manual_changes(ledger, p.id)]})
     return {"environments": [e.name for e in estate.environments], "apps": list(cells), "deployed": cells,
             "timeline": timeline, "pending_approvals": len(ledger.promotions_with_status("awaiting_approval"))}
 

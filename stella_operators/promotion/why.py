@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from stella_operators.promotion.overrides import change_sentence, manual_changes
 from stella_operators.promotion.state import PromotionStatus as S
 
 if TYPE_CHECKING:
@@ -38,6 +39,10 @@ def explain_promotion(estate: Estate, ledger: ReadLedger, promotion_id: str) -> 
         if last:
             out["ended"] = last
             lines.append(f"  ended by {last['actor']}: {last['detail'] or 'no detail recorded'}")
+    changes = manual_changes(ledger, promotion_id)
+    if changes:
+        out["manual_changes"] = changes
+        lines += ["  MANUAL CHANGE: " + change_sentence(c, str(promo.status)) for c in changes]
     if len(lines) == 1:
         lines.append("  nothing blocks it")
     out["text"] = "\n".join(lines)
