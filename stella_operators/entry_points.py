@@ -24,6 +24,7 @@ BUILT_IN: dict[str, dict[str, str]] = {
     "stella_operators.gates": {
         "freeze": "stella_operators.gates.freeze.gate:FreezeGate",
         "policy": "stella_operators.gates.policy.gate:PolicyGate",
+        "provenance": "stella_operators.gates.provenance.gate:ProvenanceGate",
         "security": "stella_operators.gates.security.gate:SecurityGate",
     },
 }

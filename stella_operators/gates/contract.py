@@ -10,6 +10,7 @@ Gate types are plugins: entry point group `stella_operators.gates`, name -> Gate
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -79,6 +80,9 @@ class PromotionContext:
     earlier_verdicts: tuple[GateVerdict, ...] = ()  # verdicts of the gates evaluated before this one
     labels: dict[str, str] = field(default_factory=dict)
     upstream_verified: dict[str, bool] = field(default_factory=dict)  # env -> release verified there
+    # repository ("host/path") -> (registry client, path in that registry); for gates that read the
+    # registry (provenance). None: the caller gave no registry access (such gates fail closed).
+    registry: Callable[[str], tuple[Any, str]] | None = None
 
 
 class Gate(Protocol):

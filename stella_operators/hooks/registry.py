@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseHook
@@ -57,3 +58,19 @@ def registry_resolver(estate: Estate) -> Resolver:
                                tag=None if reference.startswith("sha256:") else reference)
 
     return resolve
+
+
+def registry_access(estate: Estate) -> Callable[[str], tuple[RegistryClient, str]]:
+    """`repository ("host/path") -> (client, path)` through the estate's registries and their
+    Connections (one client per registry), for gates that read the registry."""
+    clients: dict[str, RegistryClient] = {}
+
+    def access(repository: str) -> tuple[RegistryClient, str]:
+        registry = estate.registry_for(repository)
+        if registry is None:
+            raise ValueError(f"{repository}: its registry is not declared in the estate")
+        if registry.host not in clients:
+            clients[registry.host] = OciRegistryHook(registry).get_conn()
+        return clients[registry.host], repository.split("/", 1)[1]
+
+    return access

@@ -25,6 +25,7 @@ class EvaluateGatesOperator(PromotionStepOperator):
         self.freeze_override_reason = freeze_override_reason
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from stella_operators.hooks.registry import registry_access
         from stella_operators.promotion.gating import GatesNotEvaluated, PromotionBlocked, evaluate_promotion
 
         labels = {}
@@ -32,7 +33,8 @@ class EvaluateGatesOperator(PromotionStepOperator):
             labels = {"freeze_override_by": actor_of(context),
                       "freeze_override_reason": self.freeze_override_reason.strip()}
         try:
-            outcome = evaluate_promotion(self.estate, self.ledger, self.signing_key, self.promotion_id, labels=labels)
+            outcome = evaluate_promotion(self.estate, self.ledger, self.signing_key, self.promotion_id, labels=labels,
+                                         registry=registry_access(self.estate))
         except (PromotionBlocked, GatesNotEvaluated) as exc:
             raise AirflowFailException(str(exc)) from None  # a verdict, not a glitch: no retry
         if outcome.recorded:

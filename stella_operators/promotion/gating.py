@@ -7,6 +7,7 @@ is evidence of its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -51,7 +52,8 @@ def build_gates(estate: Estate, environment: str) -> list[Gate]:
 
 
 def evaluate_promotion(estate: Estate, ledger: GatingLedger, key: SigningKey, promotion_id: str, *,
-                       labels: dict[str, str] | None = None, now: datetime | None = None) -> GateOutcome:
+                       labels: dict[str, str] | None = None, now: datetime | None = None,
+                       registry: Callable[[str], tuple[Any, str]] | None = None) -> GateOutcome:
     """Evaluate every gate of the promotion's environment; record verdicts, decision and evidence.
 
     Gates are evaluated once, while the promotion is `evaluating`; verdicts, decision, the signed
@@ -73,7 +75,7 @@ def evaluate_promotion(estate: Estate, ledger: GatingLedger, key: SigningKey, pr
                                requested_by=promo.requested_by, now=now,
                                previous_release=ledger.deployed_release(promo.app, env.name),
                                earlier_verdicts=tuple(verdicts), labels=dict(labels or {}),
-                               upstream_verified=upstream)
+                               upstream_verified=upstream, registry=registry)
         verdict, inputs = evaluate_gate(gate, ctx)
         verdicts.append(verdict)
         recorded.append((verdict, inputs))

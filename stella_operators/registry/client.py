@@ -172,6 +172,57 @@ class RegistryClient:
         return ResolvedImage(repository=f"{self.registry}/{repository}", tag=None if by_digest else reference,
                              digest=computed, media_type=media_type, size=len(body))
 
+    # --- artifacts next to an image (signatures, attestations) ------------------------------
+
+    def fetch_manifest(self, repository: str, reference: str) -> tuple[bytes, str] | None:
+        """(manifest bytes, media type) of a tag or digest, None when there is none; a manifest
+        asked for by digest must hash to it."""
+        if not _REPO_RE.match(repository):
+            raise ValueError(f"invalid repository name {repository!r}")
+        scope = f"repository:{repository}:pull"
+        what = f"{self.registry}/{repository}:{reference}"
+        resp = self._get(f"/v2/{repository}/manifests/{reference}", scope, what)
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            self._raise_for(resp, what, repository, scope)
+        if _DIGEST_RE.match(reference) and _digest_of(resp.content, reference.split(":", 1)[0]) != reference:
+            raise DigestMismatch(f"{what}: manifest bytes do not hash to the requested digest", registry=self.registry)
+        media_type = resp.headers.get("Content-Type", "").split(";")[0].strip() or _body_media_type(resp.content)
+        return resp.content, media_type
+
+    def fetch_blob(self, repository: str, digest: str, *, max_bytes: int = 4 * 1024 * 1024) -> bytes:
+        """A blob's bytes, checked against its digest (signature payloads, DSSE envelopes: small)."""
+        if not _REPO_RE.match(repository) or not _DIGEST_RE.match(digest):
+            raise ValueError(f"invalid blob reference {repository}@{digest}")
+        scope = f"repository:{repository}:pull"
+        what = f"{self.registry}/{repository}@{digest} (blob)"
+        resp = self._get(f"/v2/{repository}/blobs/{digest}", scope, what)
+        if resp.status_code != 200:
+            self._raise_for(resp, what, repository, scope)
+        if len(resp.content) > max_bytes:
+            raise RegistryError(f"{what}: larger than {max_bytes} bytes", registry=self.registry)
+        if _digest_of(resp.content, digest.split(":", 1)[0]) != digest:
+            raise DigestMismatch(f"{what}: blob bytes do not hash to its digest", registry=self.registry)
+        return resp.content
+
+    def referrers(self, repository: str, digest: str) -> list[dict[str, Any]] | None:
+        """The OCI 1.1 referrers of a manifest (descriptors), or None when the registry has no
+        referrers API (Distribution 2.x answers 404): callers then use the tag scheme."""
+        scope = f"repository:{repository}:pull"
+        what = f"{self.registry}/{repository}@{digest} (referrers)"
+        resp = self._get(f"/v2/{repository}/referrers/{digest}", scope, what)
+        if resp.status_code in (404, 405) or "json" not in resp.headers.get("Content-Type", ""):
+            return None
+        if resp.status_code != 200:
+            self._raise_for(resp, what, repository, scope)
+        try:
+            index = json.loads(resp.content)
+        except ValueError:
+            return None
+        manifests = index.get("manifests") if isinstance(index, dict) else None
+        return [m for m in manifests if isinstance(m, dict)] if isinstance(manifests, list) else None
+
     # --- HTTP and auth -------------------------------------------------------------------
 
     def _get(self, path: str, scope: str, what: str) -> httpx.Response:
