@@ -42,15 +42,15 @@ evaluates. The rules are part of the inputs, so a recorded verdict names the pol
 from __future__ import annotations
 
 import re
-import sys
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any, ClassVar, Literal
 
 import celpy
 from celpy import celtypes
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from stella_operators.cel import CelExpressionError as PolicyExpressionError
+from stella_operators.cel import compile_expression
 from stella_operators.gates.contract import Decision, GateConfigError, PromotionContext, Verdict
 from stella_operators.release.model import Release
 
@@ -59,36 +59,6 @@ RESERVED_IDS = {"error", "unspecified"}
 ACTIONS: tuple[Literal["deny_if", "pending_if", "allow_if"], ...] = ("deny_if", "pending_if", "allow_if")
 #: context paths holding timestamps (converted to CEL timestamps in `decide`)
 TIMESTAMP_PATHS = (("now",), ("release", "created_at"), ("previous_release", "created_at"))
-
-
-def _environment() -> celpy.Environment:
-    # celpy.Environment() sets the recursion limit to 2500 (CEL nesting); never lower a higher one
-    before = sys.getrecursionlimit()
-    env = celpy.Environment(runner_class=celpy.InterpretedRunner)
-    sys.setrecursionlimit(max(before, sys.getrecursionlimit()))
-    return env
-
-
-_ENV = _environment()
-
-
-class PolicyExpressionError(ValueError):
-    pass
-
-
-@lru_cache(maxsize=1024)
-def compile_expression(text: str) -> celpy.Runner:
-    """Compile a CEL expression (cached by its text); PolicyExpressionError on a syntax error."""
-    if not text.strip():
-        raise PolicyExpressionError("empty expression")
-    try:
-        return _ENV.program(_ENV.compile(text))
-    except celpy.CELParseError as exc:
-        where = f" at line {exc.line}, column {exc.column}" if getattr(exc, "line", None) else ""
-        snippet = text.strip().splitlines()[0] if text.strip() else ""
-        raise PolicyExpressionError(f"CEL syntax error{where} in {snippet!r}") from None
-    except Exception as exc:  # lark / celpy internals
-        raise PolicyExpressionError(f"cannot compile: {type(exc).__name__}: {exc}") from None
 
 
 class Rule(BaseModel):

@@ -1,0 +1,1 @@
+"""Metric analysis for progressive delivery (plain Python): is the new version healthy?"""
