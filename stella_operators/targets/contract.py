@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from stella_operators.release.model import ComponentDigest
+from stella_operators.targets.runtime import RuntimeSettings
 
 
 class HealthCheck(BaseModel):
@@ -35,10 +36,10 @@ class HealthCheck(BaseModel):
     start_period_s: float = 0.0
 
 
-class ComponentSpec(BaseModel):
-    """What to run for one component on a target: the pinned image plus runtime settings."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ComponentSpec(RuntimeSettings):
+    """What to run for one component on a target: the pinned image plus runtime settings
+    (role, ports, networks, volumes, restart, limits, env_from: see targets/runtime.py).
+    Holds no secret: `env_from` is a reference, resolved by the target at deploy time."""
 
     component: ComponentDigest
     command: list[str] | None = None
@@ -76,6 +77,7 @@ class TargetPlan:
     components: tuple[ComponentSpec, ...]
     sticker: VersionSticker
     health_timeout_s: float = 60.0
+    run_timeout_s: float = 600.0  # how long a run-once component (init, migration) may take
 
 
 @dataclass
@@ -109,12 +111,15 @@ class PreparedChange:
     unchanged: list[str] = field(default_factory=list)           # components already at the digest
     started: dict[str, str] = field(default_factory=dict)        # component -> new workload id
     to_retire: dict[str, list[str]] = field(default_factory=dict)  # component -> old workload ids
+    # component -> a workload created but not started, because it needs something the old one
+    # holds until commit (a published host port): commit stops the old one, then starts it
+    switch_at_commit: dict[str, str] = field(default_factory=dict)
     timings_ms: dict[str, int] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.started or any(self.to_retire.values()))
+        return bool(self.started or self.switch_at_commit or any(self.to_retire.values()))
 
 
 class DeployError(RuntimeError):
