@@ -106,7 +106,7 @@ def test_network_list_short_form_and_role_defaults():
 def test_bad_runtime_fields_are_refused_with_path_and_fix(fragment, where, says):
     lines = problems(estate_with(fragment))
     assert len(lines) == 1, lines
-    assert lines[0].startswith(f"estate.yaml:") and f"apps[0].{where}" in lines[0], lines
+    assert lines[0].startswith("estate.yaml:") and f"apps[0].{where}" in lines[0], lines
     assert says in lines[0], lines
 
 
