@@ -15,6 +15,8 @@ Facts are read-only: what runs now, at which digest, with which sticker.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -45,6 +47,14 @@ class ComponentSpec(RuntimeSettings):
     command: list[str] | None = None
     env: dict[str, str] = {}
     health: HealthCheck | None = None
+
+    def fingerprint(self) -> str:
+        """sha256 of how the component runs apart from its image: command, env (estate values,
+        not secrets by design), env_from *references*, health and the runtime fields. A workload
+        carrying another fingerprint runs the same digest with other settings (diff: reconfigure).
+        Resolved env_from values are never part of it (a hash of a secret is not for labels)."""
+        data = self.model_dump(mode="json", exclude={"component"})
+        return "sha256:" + hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 class VersionSticker(BaseModel):
@@ -88,6 +98,7 @@ class RunningComponent:
     workload_name: str
     healthy: bool | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    fingerprint: str | None = None  # ComponentSpec.fingerprint() it was started with (None: unknown)
 
 
 @dataclass

@@ -205,6 +205,22 @@ class TestPublishedPort:
         assert [ids(c, self.app) for c in docker_clients] == before
 
 
+    def test_changing_only_the_published_port_moves_the_service(self, targets, docker_hosts, docker_clients,
+                                                                  lab_registry, images):
+        moved = [spec(lab_registry, images["v2"], ports=[{"target": 8080, "published": PORT + 1}],
+                      restart="on-failure")]
+        outcome = deploy(targets, self.app, moved, "port-5")
+        assert outcome.status == "deployed", outcome.error
+        assert any("runs with other settings" in line or "started" in line for line in outcome.targets[0].log)
+        for host, client in zip(docker_hosts, docker_clients, strict=True):
+            assert answer(host, port=PORT + 1) == "2.0.0\n"
+            with pytest.raises(httpx.TransportError):
+                answer(host)
+            assert len(containers(client, self.app)) == 1
+        # and again: nothing to do
+        assert deploy(targets, self.app, moved, "port-5b").status == "unchanged"
+
+
 class LooksAfterPrepare(DockerTarget):
     """After prepare the probe runs v2 beside the old v1 and the real v2 container is created but
     not started: the facts (and the port) are still v1."""

@@ -12,6 +12,8 @@ Rules (why):
   can lie; the image cannot);
 - running containers count; a run-once component (`stella.role` init / migration) counts when its
   container exited with code 0 (it ran to completion: a re-run leaves it alone);
+- `stella.config.fingerprint` says with which settings it was started (diff: reconfigure when
+  the plan's differ); containers started before it existed carry none (never reconfigured);
 - probes (`stella.probe`, a new container health-checked beside the old one) are not facts;
 - when several containers qualify for a component, the newest wins.
 """
@@ -28,6 +30,7 @@ from stella_operators.targets.docker.spec import (
     LABEL_APP,
     LABEL_COMPONENT,
     LABEL_DIGEST,
+    LABEL_FINGERPRINT,
     LABEL_PROBE,
     LABEL_ROLE,
     LABEL_STICKER,
@@ -98,7 +101,8 @@ def running_component(info: dict[str, Any], image: dict[str, Any] | None) -> Run
     else:
         healthy = bool(state.get("Running"))
     return RunningComponent(component=labels.get(LABEL_COMPONENT, ""), digest=digest, workload_id=info["Id"],
-                            workload_name=info["Name"].lstrip("/"), healthy=healthy, labels=labels)
+                            workload_name=info["Name"].lstrip("/"), healthy=healthy, labels=labels,
+                            fingerprint=labels.get(LABEL_FINGERPRINT))
 
 
 def counts(summary: dict[str, Any], info: dict[str, Any] | None = None) -> bool:

@@ -28,6 +28,7 @@ LABEL_COMPONENT = "stella.component"
 LABEL_DIGEST = "stella.digest"
 LABEL_ROLE = "stella.role"
 LABEL_PROBE = "stella.probe"
+LABEL_FINGERPRINT = "stella.config.fingerprint"
 LABEL_STICKER = "stella.version.json"
 LABEL_DEPLOYMENT = "stella.deployment.id"
 LABEL_MANAGED_NETWORK = "stella.managed"
@@ -67,6 +68,7 @@ def container_labels(spec: ComponentSpec, sticker: VersionSticker, *, probe: boo
     labels[LABEL_COMPONENT] = spec.component.name
     labels[LABEL_DIGEST] = spec.component.digest
     labels[LABEL_ROLE] = spec.role
+    labels[LABEL_FINGERPRINT] = spec.fingerprint()
     if probe:
         labels[LABEL_PROBE] = "1"
     return labels
