@@ -16,7 +16,7 @@ def plan_deployment(estate: Estate, release: Release, *, environment: str, promo
     by_name = {c.name: c for c in app.components}
     specs = tuple(
         ComponentSpec(component=c, command=by_name[c.name].command, env=dict(by_name[c.name].env),
-                      health=by_name[c.name].health)
+                      health=by_name[c.name].health, **by_name[c.name].runtime_fields())
         for c in release.components
     )
     deployed_at = (now or datetime.now(UTC)).isoformat()
@@ -30,5 +30,5 @@ def plan_deployment(estate: Estate, release: Release, *, environment: str, promo
         )
         plans.append(TargetPlan(app=release.app, environment=env.name, target=target.name,
                                 deployment_id=deployment_id, components=specs, sticker=sticker,
-                                health_timeout_s=env.health_timeout_s))
+                                health_timeout_s=env.health_timeout_s, run_timeout_s=env.deploy_timeout_s))
     return plans

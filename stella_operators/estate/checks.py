@@ -52,6 +52,7 @@ def cross_check(estate: Estate) -> Iterator[tuple[Loc, str, str]]:
                                  "an environment deploys from one place: give them one site, or split the "
                                  "environment into one per site")
     yield from _gates_and_approvals(estate)
+    yield from _published_ports(estate)
     cycle = _find_cycle(estate)
     if cycle:
         i = env_names.index(cycle[0])
@@ -102,6 +103,29 @@ def _gates_and_approvals(estate: Estate) -> Iterator[tuple[Loc, str, str]]:
                 loc = base + ("name",)
                 yield loc, _p(loc), f"duplicate gate name {gate.name!r} (first at gates[{names[gate.name]}]); set name:"
             names[gate.name] = j
+
+
+def _published_ports(estate: Estate) -> Iterator[tuple[Loc, str, str]]:
+    """Every app of an environment runs on all its targets: two components publishing the same
+    host port there would fight over it (the second never starts)."""
+    said: set[Loc] = set()
+    for env in estate.environments:
+        taken: dict[tuple[int, str], tuple[str, Loc]] = {}
+        for i, app in enumerate(estate.apps):
+            if app.environments is not None and env.name not in app.environments:
+                continue
+            for j, comp in enumerate(app.components):
+                for k, port in enumerate(comp.ports):
+                    loc: Loc = ("apps", i, "components", j, "ports", k, "published")
+                    key = (port.published, port.protocol)
+                    first = taken.get(key)
+                    if first is not None and first[1][:4] != loc[:4] and loc not in said:
+                        said.add(loc)
+                        yield loc, _p(loc), (f"{port.protocol} port {port.published} is already published by "
+                                             f"{first[0]} ({_p(first[1])}) on the targets of environment "
+                                             f"{env.name}; pick another published port")
+                    elif first is None:
+                        taken[key] = (f"{app.name}/{comp.name}", loc)
 
 
 def _duplicates(estate: Estate) -> Iterator[tuple[Loc, str, str]]:

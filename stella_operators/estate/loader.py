@@ -184,6 +184,8 @@ def _problem_from(err: ErrorDetails, root: yaml.Node | None) -> Problem:
             msg += " (lowercase letters, digits and '-': names reach command lines, so no shell characters)"
     elif kind == "missing":
         msg = "required field is missing"
+    elif kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
     elif kind == "literal_error":
         msg = f"{err.get('input')!r} is not one of the allowed values: {err.get('ctx', {}).get('expected', '')}"
     else:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from stella_operators.targets.contract import HealthCheck
+from stella_operators.targets.runtime import RuntimeSettings
 
 # Names reach command lines, container names, DAG ids and file paths: no shell metacharacters.
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
@@ -30,16 +31,29 @@ class Registry(_Strict):
     verify_tls: bool = True
 
 
-class Component(_Strict):
+class Component(RuntimeSettings):
+    """One image of an app and how it runs. The runtime fields (role, ports, networks, volumes,
+    restart, limits, env_from) are documented in targets/runtime.py; each has an effect on every
+    target type that accepts it."""
+
     name: Name
     repository: Repository = Field(description="registry-host/repository, no tag and no digest")
-    role: Literal["primary", "sidecar", "init", "migration"] = "primary"
     version_strategy: Literal["semver", "date", "sequential", "manual"] = "semver"
     accept: Literal["tags", "digests"] = Field(
         "tags", description="'digests': releases must name this component by digest, tags are refused")
     command: list[str] | None = None
     env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = {}
     health: HealthCheck | None = None
+
+    @model_validator(mode="after")
+    def _env_once(self) -> Component:
+        both = sorted(set(self.env) & set(self.env_from))
+        if both:
+            raise ValueError(f"{both[0]} is set in both env and env_from; keep one")
+        if self.run_once and self.health is not None:
+            raise ValueError(f"a {self.role} component runs to completion: its exit code is its check, "
+                             f"remove health")
+        return self
 
 
 class App(_Strict):

@@ -15,12 +15,15 @@ Facts are read-only: what runs now, at which digest, with which sticker.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from stella_operators.release.model import ComponentDigest
+from stella_operators.targets.runtime import RuntimeSettings
 
 
 class HealthCheck(BaseModel):
@@ -35,15 +38,23 @@ class HealthCheck(BaseModel):
     start_period_s: float = 0.0
 
 
-class ComponentSpec(BaseModel):
-    """What to run for one component on a target: the pinned image plus runtime settings."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ComponentSpec(RuntimeSettings):
+    """What to run for one component on a target: the pinned image plus runtime settings
+    (role, ports, networks, volumes, restart, limits, env_from: see targets/runtime.py).
+    Holds no secret: `env_from` is a reference, resolved by the target at deploy time."""
 
     component: ComponentDigest
     command: list[str] | None = None
     env: dict[str, str] = {}
     health: HealthCheck | None = None
+
+    def fingerprint(self) -> str:
+        """sha256 of how the component runs apart from its image: command, env (estate values,
+        not secrets by design), env_from *references*, health and the runtime fields. A workload
+        carrying another fingerprint runs the same digest with other settings (diff: reconfigure).
+        Resolved env_from values are never part of it (a hash of a secret is not for labels)."""
+        data = self.model_dump(mode="json", exclude={"component"})
+        return "sha256:" + hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 class VersionSticker(BaseModel):
@@ -76,6 +87,7 @@ class TargetPlan:
     components: tuple[ComponentSpec, ...]
     sticker: VersionSticker
     health_timeout_s: float = 60.0
+    run_timeout_s: float = 600.0  # how long a run-once component (init, migration) may take
 
 
 @dataclass
@@ -86,6 +98,7 @@ class RunningComponent:
     workload_name: str
     healthy: bool | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    fingerprint: str | None = None  # ComponentSpec.fingerprint() it was started with (None: unknown)
 
 
 @dataclass
@@ -109,12 +122,15 @@ class PreparedChange:
     unchanged: list[str] = field(default_factory=list)           # components already at the digest
     started: dict[str, str] = field(default_factory=dict)        # component -> new workload id
     to_retire: dict[str, list[str]] = field(default_factory=dict)  # component -> old workload ids
+    # component -> a workload created but not started, because it needs something the old one
+    # holds until commit (a published host port): commit stops the old one, then starts it
+    switch_at_commit: dict[str, str] = field(default_factory=dict)
     timings_ms: dict[str, int] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.started or any(self.to_retire.values()))
+        return bool(self.started or self.switch_at_commit or any(self.to_retire.values()))
 
 
 class DeployError(RuntimeError):

@@ -15,10 +15,12 @@ from typing import Any, Literal
 
 from stella_operators.targets.contract import TargetFacts, TargetPlan
 
-Action = Literal["start", "replace", "restart", "keep"]
+Action = Literal["start", "replace", "restart", "reconfigure", "keep"]
 # start:   nothing runs for the component on the target; a workload is started
 # replace: another digest runs (or one we cannot trust); the new digest replaces it
 # restart: the planned digest runs but is unhealthy; it is replaced by a fresh workload
+# reconfigure: the planned digest runs, healthy, but with other settings (ports, env, volumes...:
+#          its fingerprint differs from the plan's); it is replaced by a fresh workload
 # keep:    the planned digest runs and is not unhealthy; left alone
 
 
@@ -35,6 +37,8 @@ class ComponentChange:
             return f"{self.component}: {_short(self.new)} already runs, left alone"
         if self.action == "restart":
             return f"{self.component}: {_short(self.new)} runs but is unhealthy, replaced by a fresh one"
+        if self.action == "reconfigure":
+            return f"{self.component}: {_short(self.new)} runs with other settings, replaced by a fresh one"
         if self.action == "start":
             return f"{self.component}: nothing runs, start {_short(self.new)}"
         return f"{self.component}: {cur} -> {_short(self.new)}, replaced"
@@ -87,6 +91,8 @@ def diff(facts: TargetFacts, plan: TargetPlan) -> TargetDiff:
             action, current = "replace", running.digest
         elif running.healthy is False:
             action, current = "restart", running.digest
+        elif running.fingerprint is not None and running.fingerprint != spec.fingerprint():
+            action, current = "reconfigure", running.digest
         else:
             action, current = "keep", running.digest
         changes.append(ComponentChange(name, current, new, action))

@@ -13,14 +13,16 @@ if TYPE_CHECKING:
 
 def _build(target: TargetConfig, settings: Any) -> Target:
     from stella_operators.hooks.docker_engine import DockerEngineHook
+    from stella_operators.hooks.env_from import resolve_env_from
     from stella_operators.targets.docker.target import DockerTarget
 
-    return DockerTarget(target.name, DockerEngineHook(target.connection).get_conn())
+    return DockerTarget(target.name, DockerEngineHook(target.connection).get_conn(), resolve_env=resolve_env_from)
 
 
 TARGET_TYPE = TargetType(
     name="docker",
-    summary="containers on a Docker Engine host (unix socket or tcp, TLS optional)",
+    summary="containers on a Docker Engine host (unix socket or tcp, TLS optional): ports, networks, "
+            "volumes, env from Airflow Connections/Variables, restart, limits, init/migration first",
     tested_against="real dockerd hosts, each in its own network namespace",
     settings=NoSettings,
     build=_build,

@@ -5,10 +5,14 @@ restore  - remove the containers of the deployment, start again the newest stopp
            runs each previous digest. Chosen over re-creating containers from the previous digests:
            the kept container has the exact previous config, env and sticker, and starting it
            needs no registry.
-finalize - after verification: remove the stopped containers of the app that are not the deployment's.
+           A run-once component (init, migration) is never run again: its completed container
+           of the previous digest is what it was.
+finalize - after verification: remove the stopped containers of the app that are neither the
+           deployment's nor current facts (a completed migration of an earlier release that this
+           one kept stays, so that the next re-run leaves it alone).
 
-A mixin of DockerTarget (targets/docker.py), which provides `api`, `name`, `address`,
-`_containers`, `_running_component` and `_wait_healthy`.
+A mixin of DockerTarget (target.py), which provides `api`, `name`, `address`, `facts`,
+`_containers` and `wait_healthy`.
 """
 
 from __future__ import annotations
@@ -18,18 +22,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from docker import errors as docker_errors
-from stella_operators.targets.contract import DeployError, RunningComponent, TargetPlan
+from stella_operators.targets.contract import DeployError, TargetFacts, TargetPlan
+from stella_operators.targets.docker.actions import api_error_text as _api_error_text
+from stella_operators.targets.docker.facts import inspect_component
+from stella_operators.targets.docker.spec import LABEL_COMPONENT, LABEL_DEPLOYMENT, LABEL_ROLE
+from stella_operators.targets.runtime import RUN_ONCE_ROLES
 
 log = logging.getLogger(__name__)
-
-LABEL_DEPLOYMENT = "stella.deployment.id"
-LABEL_COMPONENT = "stella.component"
-
-
-def _api_error_text(exc: Exception) -> str:
-    if isinstance(exc, docker_errors.APIError):
-        return str(exc.explanation or exc)
-    return f"{type(exc).__name__}: {exc}"
 
 
 class DockerRestore:
@@ -41,8 +40,8 @@ class DockerRestore:
         def address(self) -> str: ...
 
         def _containers(self, app: str, component: str | None = None) -> list[dict[str, Any]]: ...
-        def _running_component(self, summary: dict[str, Any]) -> RunningComponent: ...
-        def _wait_healthy(self, component: str, name: str, cid: str, deadline: float, timeout_s: float) -> None: ...
+        def facts(self, app: str) -> TargetFacts: ...
+        def wait_healthy(self, component: str, name: str, cid: str, deadline: float, timeout_s: float) -> None: ...
 
     def _where(self) -> str:
         return f"{self.name} ({self.address})"
@@ -83,28 +82,34 @@ class DockerRestore:
         stopped = []
         for summary in mine:
             try:
-                rc = self._running_component(summary)
+                rc = inspect_component(self.api, summary)
             except docker_errors.NotFound:
                 continue
             if rc.digest != digest:
                 continue
             if summary.get("State") == "running":
                 return  # still (or again) running the previous digest
+            if rc.labels.get(LABEL_ROLE) in RUN_ONCE_ROLES:
+                if rc.healthy:
+                    return  # it ran to completion at that digest; running it again is not a restore
+                continue
             stopped.append(rc)
         if not stopped:
             raise DeployError(self.name, f"{component}: no container running or kept with {digest}")
         rc = stopped[0]
         self.api.start(rc.workload_id)
         t0 = time.monotonic()
-        self._wait_healthy(component, rc.workload_name, rc.workload_id, t0 + plan.health_timeout_s,
+        self.wait_healthy(component, rc.workload_name, rc.workload_id, t0 + plan.health_timeout_s,
                            plan.health_timeout_s)
         log.info("%s: %s: restored %s (%s)", self.name, component, rc.workload_name, digest)
 
     def finalize(self, plan: TargetPlan) -> None:
         errors: list[str] = []
+        current = {rc.workload_id for rc in self.facts(plan.app).components.values()}
         for c in self._containers(plan.app):
             labels = c.get("Labels") or {}
-            if c.get("State") == "running" or labels.get(LABEL_DEPLOYMENT) == plan.deployment_id:
+            if c.get("State") == "running" or labels.get(LABEL_DEPLOYMENT) == plan.deployment_id \
+                    or c["Id"] in current:
                 continue
             try:
                 self.api.remove_container(c["Id"], force=True)

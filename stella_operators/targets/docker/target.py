@@ -1,17 +1,29 @@
 """`docker` target: one Docker Engine reached through the Engine API (docker SDK, no Airflow here).
 
-prepare  - per component: pull `repository@sha256:...`, verify the image carries that repo digest,
-           create the new container beside the old one (labels + /stella.version.json = sticker),
-           start it and wait until it is healthy. Old containers are only recorded.
-commit   - stop the old containers, keep them (a rollback after the switch starts them again).
-discard  - force-remove the containers prepare started; old ones were never touched.
-restore, finalize - from the engine's own state, see docker_restore.py.
+facts    - facts.py: the app's containers, digests from the images, the sticker (pure parser).
+prepare  - `diff(facts, plan)` decides: components at `keep` are left alone (a re-run restarts
+           nothing). The others, run-once roles (init, migration) first, in plan order:
+           pull `repository@sha256:...`, verify the image carries that repo digest, then
+             init / migration: run to completion; exit 0 required, else the deployment stops
+                               (nothing is switched) with the last log lines in the error;
+             no published port: start the new container beside the old one, wait until healthy;
+             published ports:   a host port cannot be bound twice, so a *probe* (the same
+                               container without published ports or network aliases) is started
+                               beside the old one and health checked, and the real container is
+                               created but not started (`switch_at_commit`).
+           Old containers are only recorded.
+commit   - stop the old containers, keep them (a rollback after the switch starts them again);
+           then, for published ports: remove the probe, start the real container (the port is
+           free now), wait until healthy. A failure raises: the engine restores every switched
+           host (remove this deployment's containers, start the kept old ones).
+discard  - force-remove the containers prepare created; old ones were never touched.
+restore, finalize - from the engine's own state, see restore.py.
 
 Containers are named `stella-<app>-<component>-<digest hex[:12]>` and labelled with
-`sticker_labels(sticker)` plus `stella.component` and `stella.digest`. Facts never trust the
-`stella.digest` label: the digest comes from the image's RepoDigests (image id of the container).
-
-Env values may be secrets: they are passed to the engine and never logged or put in errors.
+`sticker_labels(sticker)` plus `stella.component`, `stella.digest` and `stella.role`.
+Named volumes outlive containers (never removed here); networks are created when missing.
+Env values (from `env` and the resolved `env_from`) may be secrets: they reach the container's
+environment only, and are redacted from every error and log line.
 """
 
 from __future__ import annotations
@@ -28,70 +40,21 @@ from docker import errors as docker_errors
 from stella_operators.targets.contract import (
     ComponentSpec,
     DeployError,
-    HealthCheck,
     PreparedChange,
-    RunningComponent,
     TargetFacts,
     TargetPlan,
     VersionSticker,
-    sticker_labels,
 )
+from stella_operators.targets.diff import ComponentChange, diff
+from stella_operators.targets.docker.actions import DockerActions, api_error_text
+from stella_operators.targets.docker.facts import gather, list_containers, parse_facts
 from stella_operators.targets.docker.restore import DockerRestore
+from stella_operators.targets.docker.spec import STICKER_PATH, container_name, free_name, restart_policy
+from stella_operators.targets.runtime import EnvResolver
+
+__all__ = ["STICKER_PATH", "DockerTarget", "container_name"]
 
 log = logging.getLogger(__name__)
-
-STICKER_PATH = "/stella.version.json"
-LABEL_APP = "stella.app"
-LABEL_COMPONENT = "stella.component"
-LABEL_DIGEST = "stella.digest"
-LABEL_STICKER = "stella.version.json"
-_NS = 1_000_000_000
-
-
-def container_name(app: str, component: str, digest: str) -> str:
-    return f"stella-{app}-{component}-{digest.split(':', 1)[-1][:12]}"
-
-
-def docker_healthcheck(hc: HealthCheck) -> dict[str, Any]:
-    """HealthCheck -> the Engine API `Healthcheck` (durations in nanoseconds)."""
-    test = list(hc.command)
-    if not test or test[0] not in ("CMD", "CMD-SHELL", "NONE"):
-        test = ["CMD", *test]
-    return {
-        "test": test,
-        "interval": int(hc.interval_s * _NS),
-        "timeout": int(hc.timeout_s * _NS),
-        "retries": int(hc.retries),
-        "start_period": int(hc.start_period_s * _NS),
-    }
-
-
-def _norm_repo(repo: str) -> str:
-    """Docker's short form of a repository name (docker.io/library/x -> x)."""
-    for prefix in ("docker.io/", "index.docker.io/", "registry-1.docker.io/"):
-        if repo.startswith(prefix):
-            repo = repo[len(prefix):]
-            if repo.startswith("library/") and repo.count("/") == 1:
-                repo = repo[len("library/"):]
-            break
-    return repo
-
-
-def _split_repo_digest(ref: str) -> tuple[str, str]:
-    repo, _, digest = ref.partition("@")
-    return _norm_repo(repo), digest
-
-
-def _sticker_tar(sticker: VersionSticker) -> bytes:
-    data = (sticker.model_dump_json(indent=2) + "\n").encode()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo(STICKER_PATH.lstrip("/"))
-        info.size = len(data)
-        info.mode = 0o644
-        info.mtime = int(time.time())
-        tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def _redact(text: str, secrets: list[str]) -> str:
@@ -105,25 +68,24 @@ def _ms(t0: float) -> int:
     return int((time.monotonic() - t0) * 1000)
 
 
-def _api_error_text(exc: Exception) -> str:
-    if isinstance(exc, docker_errors.APIError):
-        return str(exc.explanation or exc)
-    return f"{type(exc).__name__}: {exc}"
+class DockerTarget(DockerRestore, DockerActions):
+    """A Docker Engine host. `client` is a ready `docker.APIClient` (a `DockerClient` works too).
 
-
-class DockerTarget(DockerRestore):
-    """A Docker Engine host. `client` is a ready `docker.APIClient` (a `DockerClient` works too)."""
+    `resolve_env` reads `env_from` references at deploy time (the Airflow layer passes one that
+    reads Connections and Variables, hooks/env_from.py); without it, `env_from` is refused."""
 
     kind = "docker"
 
     def __init__(self, name: str, client: docker.APIClient | docker.DockerClient, *, pull_timeout_s: float = 120,
-                 stop_timeout_s: int = 10, poll_interval_s: float = 0.2):
+                 stop_timeout_s: int = 10, poll_interval_s: float = 0.2, resolve_env: EnvResolver | None = None):
         self.name = name
         self.api: docker.APIClient = client.api if isinstance(client, docker.DockerClient) else client
         self.pull_timeout_s = pull_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.poll_interval_s = poll_interval_s
+        self.resolve_env = resolve_env
         self._cancelled = threading.Event()
+        self._secrets: list[str] = []
 
     def cancel(self) -> None:
         """Make a prepare in flight stop at its next step or poll (see contract.Cancellable)."""
@@ -142,66 +104,8 @@ class DockerTarget(DockerRestore):
         return str(self.api.base_url)
 
     # facts --------------------------------------------------------------------------------
-    def _containers(self, app: str, component: str | None = None) -> list[dict[str, Any]]:
-        labels = [f"{LABEL_APP}={app}"]
-        if component is not None:
-            labels.append(f"{LABEL_COMPONENT}={component}")
-        containers: list[dict[str, Any]] = self.api.containers(all=True, filters={"label": labels})
-        return containers
-
-    def _image_digest(self, image_id: str, repository: str | None, hint: str | None) -> str | None:
-        """The repo digest of an image, read from the image itself (RepoDigests), never from a label."""
-        try:
-            image = self.api.inspect_image(image_id)
-        except docker_errors.NotFound:
-            return None
-        pairs = [_split_repo_digest(r) for r in image.get("RepoDigests") or []]
-        if repository is not None:
-            repo = _norm_repo(repository)
-            same_repo = [d for r, d in pairs if r == repo]
-            if hint and hint in same_repo:
-                return hint
-            if len(set(same_repo)) == 1:
-                return same_repo[0]
-            return None
-        digests = {d for _, d in pairs}
-        if hint and hint in digests:
-            return hint
-        return digests.pop() if len(digests) == 1 else None
-
-    def _running_component(self, summary: dict[str, Any]) -> RunningComponent:
-        info = self.api.inspect_container(summary["Id"])
-        labels = info["Config"].get("Labels") or {}
-        config_image = info["Config"].get("Image") or ""
-        repository = config_image.partition("@")[0] if "@" in config_image else None
-        digest = self._image_digest(info["Image"], repository, labels.get(LABEL_DIGEST))
-        state = info.get("State") or {}
-        health = state.get("Health")
-        healthy = (health.get("Status") == "healthy") if health else bool(state.get("Running"))
-        return RunningComponent(component=labels.get(LABEL_COMPONENT, ""), digest=digest, workload_id=info["Id"],
-                                workload_name=info["Name"].lstrip("/"), healthy=healthy, labels=labels)
-
     def facts(self, app: str) -> TargetFacts:
-        running = [c for c in self._containers(app) if c.get("State") == "running"]
-        running.sort(key=lambda c: c.get("Created", 0))  # newest last wins below
-        components: dict[str, RunningComponent] = {}
-        sticker: VersionSticker | None = None
-        for summary in running:
-            comp = (summary.get("Labels") or {}).get(LABEL_COMPONENT)
-            if not comp:
-                continue
-            try:
-                rc = self._running_component(summary)
-            except docker_errors.NotFound:
-                continue  # removed between list and inspect
-            components[comp] = rc
-            raw = rc.labels.get(LABEL_STICKER)
-            if raw:
-                try:
-                    sticker = VersionSticker.model_validate_json(raw)
-                except ValueError:
-                    log.warning("%s: container %s carries an unreadable sticker label", self.name, rc.workload_name)
-        return TargetFacts(target=self.name, app=app, components=components, sticker=sticker)
+        return parse_facts(self.name, app, gather(self.api, app))
 
     def read_sticker_file(self, container_id: str) -> VersionSticker:
         """The sticker file written into a container (what `docker cp c:/stella.version.json -` shows)."""
@@ -217,17 +121,21 @@ class DockerTarget(DockerRestore):
     # prepare ------------------------------------------------------------------------------
     def prepare(self, plan: TargetPlan) -> PreparedChange:
         prepared = PreparedChange(target=self.name)
-        # Env values may be secrets: never let one through into an error or a log line, even when
-        # the workload prints it (log tail) or the engine echoes it.
-        secrets = [v for spec in plan.components for v in spec.env.values() if len(v) >= 4]
+        # Never let an env value through into an error or a log line, even when the workload
+        # prints it (log tail) or the engine echoes it. Resolved env_from values join on the way.
+        self._secrets = [v for spec in plan.components for v in spec.env.values() if len(v) >= 4]
         try:
-            for spec in plan.components:
-                self._prepare_component(plan, spec, prepared)
+            facts = self.facts(plan.app)
+            changes = diff(facts, plan)
+            # init / migration run to completion before anything else starts
+            ordered = [s for s in plan.components if s.run_once] + [s for s in plan.components if not s.run_once]
+            for spec in ordered:
+                self._prepare_component(plan, spec, changes.change(spec.component.name), facts, prepared)
         except DeployError as exc:
-            message = _redact(str(exc).removeprefix(f"{self.name}: "), secrets)
+            message = _redact(str(exc).removeprefix(f"{self.name}: "), self._secrets)
             raise DeployError(self.name, message, prepared=prepared) from None
         except Exception as exc:  # noqa: BLE001 - every failure must carry `prepared` for discard
-            message = _redact(f"prepare failed: {_api_error_text(exc)}", secrets)
+            message = _redact(f"prepare failed: {api_error_text(exc)}", self._secrets)
             raise DeployError(self.name, message, prepared=prepared) from None
         totals: dict[str, int] = {}
         for key, value in prepared.timings_ms.items():
@@ -240,135 +148,90 @@ class DockerTarget(DockerRestore):
         prepared.log.append(message)
         log.info("%s: %s", self.name, message)
 
-    def _prepare_component(self, plan: TargetPlan, spec: ComponentSpec, prepared: PreparedChange) -> None:
+    def _env(self, spec: ComponentSpec) -> dict[str, str]:
+        env = dict(spec.env)
+        if spec.env_from and self.resolve_env is None:
+            raise DeployError(self.name, f"{spec.component.name}: env_from needs a resolver of Airflow "
+                                         f"Connections/Variables (build the target through its target type)")
+        for key, ref in spec.env_from.items():
+            assert self.resolve_env is not None
+            try:
+                value = self.resolve_env(ref)
+            except Exception as exc:  # noqa: BLE001 - reported with the reference, never a value
+                raise DeployError(self.name, f"{spec.component.name}: env {key}: cannot read {ref.describe()}: "
+                                             f"{type(exc).__name__}: {exc}") from None
+            if len(value) >= 4:
+                self._secrets.append(value)
+            env[key] = value
+        return env
+
+    def _prepare_component(self, plan: TargetPlan, spec: ComponentSpec, change: ComponentChange,
+                           facts: TargetFacts, prepared: PreparedChange) -> None:
         self._check_cancelled()
         comp = spec.component
-        existing = self._containers(plan.app, comp.name)
-        current = None
-        for summary in existing:
-            if summary.get("State") != "running":
-                continue
-            rc = self._running_component(summary)
-            if rc.digest == comp.digest and rc.healthy:
-                current = rc
-                break
-        if current is not None:
+        existing = list_containers(self.api, plan.app, comp.name)
+        if change.action == "keep":
+            current = facts.components[comp.name]
             prepared.unchanged.append(comp.name)
             others = [c["Id"] for c in existing if c["Id"] != current.workload_id]
             if others:
                 prepared.to_retire[comp.name] = others
-            self._note(prepared, f"{comp.name}: already running {comp.digest} in {current.workload_name} (healthy)")
+            done = "completed" if spec.run_once else "healthy"
+            self._note(prepared, f"{comp.name}: already at {comp.digest} in {current.workload_name} ({done}), "
+                                 f"left alone")
             return
 
-        ref = comp.ref
         # 1. pull by digest, verify the image carries exactly that repo digest
         t0 = time.monotonic()
-        self._pull(comp.repository, comp.digest)
-        image = self.api.inspect_image(ref)
-        repo_digests = {_split_repo_digest(r) for r in image.get("RepoDigests") or []}
-        if (_norm_repo(comp.repository), comp.digest) not in repo_digests:
-            raise DeployError(self.name, f"{comp.name}: pulled digest differs: asked for {ref}, image "
-                                         f"{image['Id']} has {sorted(image.get('RepoDigests') or [])}")
+        image_id = self.pull_verified(spec)
         prepared.timings_ms[f"{comp.name}.pull"] = _ms(t0)
-        self._note(prepared, f"{comp.name}: pulled {ref} (image {image['Id'][:19]}) "
+        self._note(prepared, f"{comp.name}: pulled {comp.ref} (image {image_id[:19]}) "
                              f"in {prepared.timings_ms[f'{comp.name}.pull']} ms")
 
-        # 2. create beside the old container, write the sticker, start
+        # 2. create beside the old container (a probe when ports are published), start
         t0 = time.monotonic()
-        labels = {k: str(v) for k, v in sticker_labels(plan.sticker).items()}
-        labels[LABEL_COMPONENT] = comp.name
-        labels[LABEL_DIGEST] = comp.digest
-        health = docker_healthcheck(spec.health) if spec.health else None
-        # No restart policy until healthy: a crash must leave the container exited with its exit
-        # code, not restarted. The policy (unless-stopped) is set once the container is healthy.
-        host_config = self.api.create_host_config(restart_policy={"Name": "no"})
+        env = self._env(spec)
+        for net in self.ensure_networks(spec):
+            self._note(prepared, f"{comp.name}: created network {net}")
         taken = {n.lstrip("/") for c in existing for n in c.get("Names") or []}
-        name = container_name(plan.app, comp.name, comp.digest)
-        if name in taken:  # an old (stopped or unhealthy) container of the same digest: never touch it
-            suffix = 2
-            while f"{name}-{suffix}" in taken:
-                suffix += 1
-            name = f"{name}-{suffix}"
-        created = self.api.create_container(image=ref, name=name, command=spec.command, environment=dict(spec.env),
-                                            labels=labels, healthcheck=health, host_config=host_config, detach=True)
-        cid = created["Id"]
+        name = free_name(container_name(plan.app, comp.name, comp.digest), taken)
+        publish_later = bool(spec.ports)
+        run_name = free_name(f"{name}-probe", taken) if publish_later else name
+        cid = self.create(spec, plan.sticker, name=run_name, env=env, probe=publish_later)
         prepared.started[comp.name] = cid
         self._check_cancelled()
-        self.api.put_archive(cid, "/", _sticker_tar(plan.sticker))
         self.api.start(cid)
         prepared.timings_ms[f"{comp.name}.start"] = _ms(t0)
-        self._note(prepared, f"{comp.name}: started {name} ({cid[:12]}) "
+        self._note(prepared, f"{comp.name}: started {run_name} ({cid[:12]}) as {spec.role} "
                              f"in {prepared.timings_ms[f'{comp.name}.start']} ms"
-                             + (f" with {len(spec.env)} env var(s)" if spec.env else ""))
+                             + (f" with {len(env)} env var(s)" if env else ""))
 
-        # 3. health
+        # 3. run to completion, or health
         t0 = time.monotonic()
-        self._wait_healthy(comp.name, name, cid, t0 + plan.health_timeout_s, plan.health_timeout_s)
-        # The engine accepts unless-stopped; the docker stubs list only always and on-failure.
-        self.api.update_container(cid, restart_policy={"Name": "unless-stopped"})  # type: ignore[arg-type]
-        prepared.timings_ms[f"{comp.name}.health"] = _ms(t0)
-        self._note(prepared, f"{comp.name}: {name} healthy after {prepared.timings_ms[f'{comp.name}.health']} ms")
+        if spec.run_once:
+            self.wait_completed(spec, run_name, cid, plan.run_timeout_s)
+            prepared.timings_ms[f"{comp.name}.run"] = _ms(t0)
+            self._note(prepared, f"{comp.name}: {spec.role} {run_name} exited 0 after "
+                                 f"{prepared.timings_ms[f'{comp.name}.run']} ms")
+        else:
+            self.wait_healthy(comp.name, run_name, cid, t0 + plan.health_timeout_s, plan.health_timeout_s)
+            prepared.timings_ms[f"{comp.name}.health"] = _ms(t0)
+            self._note(prepared, f"{comp.name}: {run_name} healthy after "
+                                 f"{prepared.timings_ms[f'{comp.name}.health']} ms")
+            if publish_later:
+                final = self.create(spec, plan.sticker, name=name, env=env)
+                prepared.switch_at_commit[comp.name] = final
+                ports = ", ".join(f"{p.published}->{p.target}/{p.protocol}" for p in spec.ports)
+                self._note(prepared, f"{comp.name}: created {name} ({final[:12]}) publishing {ports}; "
+                                     f"it starts at commit, once the old container released the ports")
+            else:
+                # The engine accepts unless-stopped; the docker stubs list only always and on-failure.
+                self.api.update_container(cid, restart_policy=restart_policy(spec))  # type: ignore[arg-type]
 
         old = [c["Id"] for c in existing]
         if old:
             prepared.to_retire[comp.name] = old
             self._note(prepared, f"{comp.name}: {len(old)} old container(s) to retire on commit")
-
-    def _pull(self, repository: str, digest: str) -> None:
-        deadline = time.monotonic() + self.pull_timeout_s
-        try:
-            for event in self.api.pull(repository, tag=digest, stream=True, decode=True):
-                if isinstance(event, dict) and event.get("error"):
-                    detail = event.get("errorDetail", {}).get("message") or event["error"]
-                    raise DeployError(self.name, f"pull {repository}@{digest} failed: {detail}")
-                if time.monotonic() > deadline:
-                    raise DeployError(self.name,
-                                      f"pull {repository}@{digest} timed out after {self.pull_timeout_s:.0f} s")
-                self._check_cancelled()
-        except docker_errors.APIError as exc:
-            raise DeployError(self.name, f"pull {repository}@{digest} failed: {_api_error_text(exc)}") from exc
-
-    def _wait_healthy(self, component: str, name: str, cid: str, deadline: float, timeout_s: float) -> None:
-        started = time.monotonic()
-        while True:
-            self._check_cancelled()
-            info = self.api.inspect_container(cid)
-            state = info.get("State") or {}
-            health = state.get("Health")
-            if state.get("Status") in ("exited", "dead") or state.get("Restarting") or info.get("RestartCount", 0) > 0 \
-                    or (not state.get("Running") and state.get("Status") != "created"):
-                raise DeployError(self.name, f"{component}: container {name} exited with code {state.get('ExitCode')}"
-                                             f"{': ' + state['Error'] if state.get('Error') else ''}"
-                                             f"{self._log_tail(cid)}")
-            if health:
-                status = health.get("Status")
-                if status == "healthy":
-                    return
-                if status == "unhealthy":
-                    raise DeployError(self.name, f"{component}: container {name} is unhealthy"
-                                                 f"{self._health_tail(health)}")
-            elif state.get("Running") and time.monotonic() - started >= 1.0:
-                return  # no health check: running for a second without a restart
-            if time.monotonic() > deadline:
-                what = f"health status {health.get('Status')!r}" if health else f"state {state.get('Status')!r}"
-                raise DeployError(self.name, f"{component}: container {name} not healthy within {timeout_s:.0f} s "
-                                             f"({what}){self._health_tail(health) if health else ''}")
-            time.sleep(self.poll_interval_s)
-
-    @staticmethod
-    def _health_tail(health: dict[str, Any], lines: int = 3) -> str:
-        entries = (health.get("Log") or [])[-lines:]
-        if not entries:
-            return ""
-        parts = [f"exit {e.get('ExitCode')}: {(e.get('Output') or '').strip()[:200]}" for e in entries]
-        return "; last health checks: " + " | ".join(parts)
-
-    def _log_tail(self, cid: str, lines: int = 5) -> str:
-        try:
-            out = self.api.logs(cid, tail=lines).decode(errors="replace").strip()
-        except docker_errors.APIError:
-            return ""
-        return f"; last output: {out[-500:]}" if out else ""
 
     # commit / discard ---------------------------------------------------------------------
     def commit(self, plan: TargetPlan, prepared: PreparedChange) -> None:
@@ -382,13 +245,38 @@ class DockerTarget(DockerRestore):
                 except docker_errors.NotFound:
                     continue
                 except docker_errors.APIError as exc:
-                    errors.append(f"{component}: cannot stop {cid[:12]}: {_api_error_text(exc)}")
+                    errors.append(f"{component}: cannot stop {cid[:12]}: {api_error_text(exc)}")
         if errors:
             raise DeployError(self.name, "commit failed: " + "; ".join(errors), prepared=prepared)
+        specs = {s.component.name: s for s in plan.components}
+        for component, cid in prepared.switch_at_commit.items():
+            try:
+                self._switch(plan, specs[component], cid, prepared)
+            except Exception as exc:  # noqa: BLE001 - the engine restores every switched host
+                text = str(exc).removeprefix(f"{self.name}: ") if isinstance(exc, DeployError) \
+                    else api_error_text(exc)
+                raise DeployError(self.name, _redact(f"commit failed: {text}", self._secrets),
+                                  prepared=prepared) from None
+
+    def _switch(self, plan: TargetPlan, spec: ComponentSpec, cid: str, prepared: PreparedChange) -> None:
+        name = spec.component.name
+        probe = prepared.started.get(name)
+        if probe and probe != cid:
+            self._remove_quietly(probe)
+        t0 = time.monotonic()
+        self.api.start(cid)
+        self.wait_healthy(name, cid[:12], cid, t0 + plan.health_timeout_s, plan.health_timeout_s)
+        self.api.update_container(cid, restart_policy=restart_policy(spec))  # type: ignore[arg-type]
+        prepared.started[name] = cid
+        prepared.timings_ms[f"{name}.switch"] = _ms(t0)
+        prepared.log.append(f"{name}: {cid[:12]} started with its published ports, healthy after "
+                            f"{prepared.timings_ms[f'{name}.switch']} ms")
+        log.info("%s: %s: switched to %s", self.name, name, cid[:12])
 
     def discard(self, plan: TargetPlan, prepared: PreparedChange) -> None:
         errors: list[str] = []
-        for component, cid in prepared.started.items():
+        created = [*prepared.started.items(), *prepared.switch_at_commit.items()]
+        for component, cid in created:
             try:
                 self.api.remove_container(cid, force=True)
                 prepared.log.append(f"{component}: discarded {cid[:12]}")
@@ -396,6 +284,9 @@ class DockerTarget(DockerRestore):
             except docker_errors.NotFound:
                 continue
             except docker_errors.APIError as exc:
-                errors.append(f"{component}: cannot remove {cid[:12]}: {_api_error_text(exc)}")
+                errors.append(f"{component}: cannot remove {cid[:12]}: {api_error_text(exc)}")
         if errors:
             raise DeployError(self.name, "discard failed: " + "; ".join(errors), prepared=prepared)
+
+    def _containers(self, app: str, component: str | None = None) -> list[dict[str, Any]]:
+        return list_containers(self.api, app, component)

@@ -59,3 +59,29 @@ def test_the_plan_an_approver_saw_round_trips_and_any_live_difference_is_noticed
     assert same_plan(seen, diff(_facts(web=(D1, True)), _plan(web=D2)))
     # someone changed the host by hand after approval: now the planned digest already runs
     assert not same_plan(seen, diff(_facts(web=(D2, True)), _plan(web=D2)))
+
+
+def test_same_digest_with_other_settings_is_reconfigured_and_unknown_settings_are_kept():
+    plan = _plan(web=D1)
+    spec = plan.components[0]
+    moved = spec.model_copy(update={"ports": [{"target": 8080, "published": 18080}]})
+    moved = type(spec).model_validate(moved.model_dump())
+    assert moved.fingerprint() != spec.fingerprint()
+    assert spec.fingerprint() == type(spec).model_validate(spec.model_dump()).fingerprint()  # stable
+
+    def facts(fingerprint):
+        return TargetFacts(target="h1", app="shop", sticker=None, components={"web": RunningComponent(
+            component="web", digest=D1, workload_id="w", workload_name="w", healthy=True, fingerprint=fingerprint)})
+
+    assert diff(facts(spec.fingerprint()), plan).change("web").action == "keep"
+    changed = diff(facts(moved.fingerprint()), plan).change("web")
+    assert changed.action == "reconfigure" and "runs with other settings" in changed.sentence()
+    # a workload started before fingerprints existed is not restarted for lack of one
+    assert diff(facts(None), plan).change("web").action == "keep"
+
+
+def test_env_from_values_are_not_part_of_the_fingerprint_only_the_reference():
+    spec = _plan(web=D1).components[0]
+    a = type(spec).model_validate({**spec.model_dump(), "env_from": {"X": {"variable": "a"}}})
+    b = type(spec).model_validate({**spec.model_dump(), "env_from": {"X": {"variable": "b"}}})
+    assert a.fingerprint() != b.fingerprint()
