@@ -45,13 +45,12 @@ class SshRemote:
     """One host reached over SSH. `connect()` returns a connected paramiko SSHClient; it is called
     again when the transport died (a host that comes back is reached again)."""
 
-    def __init__(self, where: str, connect: Callable[[], Any], *, cancelled: threading.Event | None = None):
+    def __init__(self, where: str, connect: Callable[[], Any]):
         self.where = where
         self._connect = connect
         self._client: Any = None
         self._sftp: Any = None
         self._lock = threading.Lock()
-        self.cancelled = cancelled or threading.Event()
 
     def _transport(self) -> Any:
         with self._lock:
@@ -74,8 +73,9 @@ class SshRemote:
                     pass
         self._sftp = self._client = None
 
-    def run(self, argv: Sequence[str], *, timeout_s: float) -> RunResult:
-        """Run one command (quoted arguments) and wait for it, at most `timeout_s`."""
+    def run(self, argv: Sequence[str], *, timeout_s: float, cancel: threading.Event | None = None) -> RunResult:
+        """Run one command (quoted arguments) and wait for it, at most `timeout_s`; stop waiting
+        (RemoteError) once `cancel` is set."""
         command = shlex.join(argv)
         try:
             channel = self._transport().open_session(timeout=min(timeout_s, 30))
@@ -84,7 +84,7 @@ class SshRemote:
         except RemoteError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise RemoteError(f"cannot run {argv[0]!r} over SSH: {type(exc).__name__}: {exc}") from None
+            raise RemoteError(f"cannot start the command over SSH: {type(exc).__name__}: {exc}") from None
         out, err = bytearray(), bytearray()
         deadline = time.monotonic() + timeout_s
         try:
@@ -98,11 +98,11 @@ class SshRemote:
                     if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
                         if channel.eof_received or channel.closed:
                             break
-                    if self.cancelled.is_set():
-                        raise RemoteError(f"cancelled while running {shlex.join(argv[:4])} ...")
+                    if cancel is not None and cancel.is_set():
+                        raise RemoteError("cancelled: stopped waiting for the command")
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        raise RemoteError(f"{shlex.join(argv[:6])} ... did not finish within {timeout_s:.0f} s")
+                        raise RemoteError(f"did not finish within {timeout_s:.0f} s")
                     if channel.closed and not channel.exit_status_ready():
                         raise RemoteError("the SSH channel closed before the command ended")
                     selector.select(min(remaining, 0.5))

@@ -82,7 +82,6 @@ class ComposeTarget:
         self.remote = remote
         self.settings = settings
         self._cancelled = threading.Event()
-        remote.cancelled = self._cancelled
 
     def __repr__(self) -> str:
         return f"ComposeTarget({self.name!r}, {self.remote.where!r})"
@@ -92,8 +91,13 @@ class ComposeTarget:
         return f"{self.name} ({self.remote.where})"
 
     def cancel(self) -> None:
-        """Stop a prepare in flight at its next step (see contract.Cancellable)."""
+        """Stop a prepare in flight at its next step or command (see contract.Cancellable); the
+        rollback that follows (discard / restore) is not cancelled."""
         self._cancelled.set()
+
+    def close(self) -> None:
+        """Close the SSH connection (a later call connects again)."""
+        self.remote.close()
 
     # paths and commands -----------------------------------------------------------------------
     def project(self, app: str) -> str:
@@ -118,11 +122,17 @@ class ComposeTarget:
         return self._docker("compose", "-p", self.project(app), *files, *args)
 
     def _run(self, argv: list[str], what: str, *, timeout_s: float | None = None, check: bool = True,
-             secrets: Sequence[str] = ()) -> RunResult:
+             secrets: Sequence[str] = (), cancellable: bool = False) -> RunResult:
+        limit = timeout_s or self.settings.command_timeout_s
+        # coreutils `timeout` on the host: a command we stop waiting for does not run on unseen
+        # (SIGTERM at the limit, SIGKILL 5 s later); our own wait allows for that.
+        bounded = ["timeout", "-k", "5", f"{limit:.0f}", *argv]
         try:
-            result = self.remote.run(argv, timeout_s=timeout_s or self.settings.command_timeout_s)
+            result = self.remote.run(bounded, timeout_s=limit + 10, cancel=self._cancelled if cancellable else None)
         except RemoteError as exc:
             raise DeployError(self.where, f"{what}: {_redact(str(exc), secrets)}") from None
+        if check and result.status == 124:
+            raise DeployError(self.where, f"{what} did not finish within {limit:.0f} s (stopped on the host)")
         if check and not result.ok:
             raise DeployError(self.where, f"{what} failed: {_redact(result.error_text(), secrets)}")
         return result
@@ -229,22 +239,23 @@ class ComposeTarget:
         self._check_cancelled()
         t0 = time.monotonic()
         self._run(self._compose(plan.app, new_name, "pull", "--quiet", *changed), "docker compose pull",
-                  secrets=secrets)
+                  secrets=secrets, cancellable=True)
         prepared.timings_ms["pull"] = _ms(t0)
         self._note(prepared, f"pulled {', '.join(f'{specs[c].component.ref}' for c in changed)} "
                              f"in {prepared.timings_ms['pull']} ms")
 
         # 4. switch: keep the current lock file as the previous one (once per deployment), bring up
         self._check_cancelled()
+        prepared.started.update({c: "" for c in changed})  # switching: from here a failure needs discard
         if current is not None and current.deployment_id != plan.deployment_id:
             self.remote.rename(self._path(plan.app, LOCK_FILE), self._path(plan.app, PREVIOUS_LOCK_FILE))
         elif current is None:
             self.remote.remove(self._path(plan.app, PREVIOUS_LOCK_FILE))  # never roll back to a stale one
         self.remote.rename(self._path(plan.app, new_name), self._path(plan.app, LOCK_FILE))
-        prepared.started.update({c: "" for c in changed})  # switched: from here a failure needs discard
         t0 = time.monotonic()
-        self._up(plan, LOCK_FILE, secrets)
+        self._up(plan, LOCK_FILE, secrets)  # not abandoned half-way: a rollback must not race it
         prepared.timings_ms["up"] = _ms(t0)
+        self._check_cancelled()
 
         # 5. prove it from facts: planned digests, healthy
         after = self.facts(plan.app)
@@ -283,6 +294,13 @@ class ComposeTarget:
         """Nothing to do: compose switched in prepare; the previous lock file stays for a rollback."""
 
     def discard(self, plan: TargetPlan, prepared: PreparedChange) -> None:
+        if not prepared.started:
+            # Failed before the switch: nothing runs differently; only an unused `.new` file may be left.
+            try:
+                self.remote.remove(self._path(plan.app, f"{LOCK_FILE}.new"))
+            except RemoteError as exc:
+                log.warning("%s: could not remove %s.new: %s", self.name, LOCK_FILE, exc)
+            return
         self._back_to_previous(plan)
 
     def restore(self, plan: TargetPlan, previous: dict[str, str | None]) -> None:

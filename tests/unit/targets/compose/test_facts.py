@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from stella_operators.release.model import ComponentDigest
 from stella_operators.targets.compose.facts import (
     FactsError,
     build_facts,
@@ -15,6 +16,8 @@ from stella_operators.targets.compose.facts import (
     ps_containers,
     running_digest,
 )
+from stella_operators.targets.contract import ComponentSpec, TargetPlan
+from stella_operators.targets.diff import diff
 
 FACTS = Path(__file__).parent / "facts"
 WEB = "sha256:49e30d9c53f1dd8a968f308b3c2e028aef828ebce3b8c07570b804f0cdd40060"
@@ -77,3 +80,29 @@ def test_the_digest_comes_from_the_image_never_from_the_label():
 def test_unreadable_output_names_the_command():
     with pytest.raises(FactsError, match="docker compose ps: unreadable output"):
         ps_containers("Error: not json")
+
+
+def facts_of(case: str):
+    return build_facts("x1", "shop", ps_containers(recorded("compose_ps", case)),
+                       inspected_containers(recorded("container_inspect", case)),
+                       image_repo_digests(recorded("image_digests", case)))
+
+
+def test_one_image_with_two_repo_digests_gives_each_service_the_digest_of_its_own_repository():
+    facts = facts_of("two_healthy_services")
+    assert facts.digests() == {"web": WEB, "api": WEB}
+    assert {c: rc.labels["com.docker.compose.service"] for c, rc in facts.components.items()} == \
+        {"web": "web", "api": "api"}
+
+
+def test_an_unhealthy_service_is_seen_and_the_diff_restarts_it():
+    facts = facts_of("one_unhealthy")
+    bad = "sha256:03d296b9a208e2774d51c839330627670aedbebab5e170bdeaddf7d4b54f1c07"
+    assert facts.digests() == {"web": bad, "api": WEB}
+    assert facts.components["web"].healthy is False and facts.components["api"].healthy is True
+    assert facts.sticker is not None and facts.sticker.deployment_id == "d2"  # the newest container's
+    specs = tuple(ComponentSpec(component=ComponentDigest(name=n, repository=f"10.203.0.1:39849/demo/{n}", digest=d))
+                  for n, d in (("web", bad), ("api", WEB)))
+    plan = TargetPlan(app="shop", environment="dev", target="x1", deployment_id="d3", components=specs,
+                      sticker=facts.sticker)
+    assert {c.component: c.action for c in diff(facts, plan).changes} == {"web": "restart", "api": "keep"}

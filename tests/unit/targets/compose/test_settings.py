@@ -11,7 +11,6 @@ from stella_operators.targets.compose.target import ComposeTarget
 
 class NoRemote:
     where = "root@h:22"
-    cancelled = None
 
 
 def target(**settings) -> ComposeTarget:
