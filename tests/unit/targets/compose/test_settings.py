@@ -6,7 +6,9 @@ import pytest
 from pydantic import ValidationError
 
 from stella_operators.targets.compose import TARGET_TYPE, ComposeSettings
+from stella_operators.targets.compose.remote import RunResult
 from stella_operators.targets.compose.target import ComposeTarget
+from stella_operators.targets.contract import DeployError
 
 
 class NoRemote:
@@ -48,3 +50,33 @@ def test_each_setting_changes_the_command():
 def test_bad_settings_are_refused(bad):
     with pytest.raises(ValidationError):
         ComposeSettings(**bad)
+
+
+class RecordingRemote:
+    """Records the argv of each command and answers with a canned result."""
+
+    where = "root@h:22"
+
+    def __init__(self, status: int, stderr: str = ""):
+        self.status, self.stderr, self.argv = status, stderr, []
+
+    def run(self, argv, *, timeout_s, cancel=None):
+        self.argv.append((list(argv), timeout_s))
+        return RunResult(tuple(argv), self.status, "", self.stderr)
+
+
+def test_every_command_is_bounded_on_the_host_by_command_timeout_s():
+    remote = RecordingRemote(124)
+    t = ComposeTarget("h1", remote, ComposeSettings(command_timeout_s=42))  # type: ignore[arg-type]
+    with pytest.raises(DeployError, match=r"h1 \(root@h:22\): docker compose ps did not finish within 42 s"):
+        t.facts("shop")
+    argv, waited = remote.argv[0]
+    assert argv[:4] == ["timeout", "-k", "5", "42"] and argv[4:6] == ["docker", "compose"] and waited > 42
+
+
+def test_a_failed_command_names_the_host_and_hides_env_values():
+    remote = RecordingRemote(1, "error: bad value hunter2-secret in env")
+    t = ComposeTarget("h1", remote, ComposeSettings())  # type: ignore[arg-type]
+    with pytest.raises(DeployError) as err:
+        t._run(["docker", "compose", "up"], "docker compose up", secrets=["hunter2-secret"])
+    assert "h1 (root@h:22): docker compose up failed: exit 1: error: bad value *** in env" == str(err.value)
