@@ -25,6 +25,7 @@ import yaml
 
 from devstack.compose_lab import conn_id_for
 from stella_operators.deploy import DeploymentOutcome, run_deployment
+from stella_operators.deploy.rollback import restore_targets
 from stella_operators.estate.models import TargetConfig
 from stella_operators.release.model import ComponentDigest
 from stella_operators.targets.compose import TARGET_TYPE, ComposeSettings
@@ -264,6 +265,46 @@ class TestComposeLifecycle:
         assert outcome.status == "deployed", outcome.error
         assert all(running(t) == {"web": images["web2"], "api": images["api1"]} for t in targets)
 
+    def test_a_lock_file_changed_by_hand_stops_the_deployment_before_that_host_changes(
+            self, lab, images, dirs, targets):
+        lock_path = dirs["c2"] / LOCK_FILE
+        original = lock_path.read_text()
+        lock_path.write_text(original.replace('restart: "unless-stopped"', 'restart: "always"', 1))
+        try:
+            outcome, _ = deploy(targets, lab, images["web3"], images["api1"], release="3.0.0", deployment="dep-t")
+            assert outcome.status == "rolled_back", outcome.error
+            assert "the current lock file cannot be trusted" in (outcome.target("c2").error or "")
+            assert "checksum mismatch" in (outcome.target("c2").error or "")
+            assert all(running(t) == {"web": images["web2"], "api": images["api1"]} for t in targets)
+            assert lock_path.read_text() != original  # c2 left as it was, the hand edit included
+        finally:
+            lock_path.write_text(original)
+
+    def test_a_deployment_whose_worker_died_after_the_switch_is_restored_from_the_host_files(
+            self, lab, images, dirs, targets):
+        """Recovery has only the ledger (deployment id, previous digests) and the hosts: a fresh
+        target restores from the lock files on the host, and a second restore changes nothing."""
+        c1 = targets[0]
+        assert lab.registry is not None
+        plan = plan_for("c1", images["web3"], images["api1"], lab.registry.host_port, release="3.0.0",
+                        deployment="dep-5")
+        previous = running(c1)
+        c1.prepare(plan)  # switched; then the worker "dies": its PreparedChange is lost
+        assert running(c1)["web"] == images["web3"]
+        fresh = TARGET_TYPE.build(TargetConfig(name="c1", type="compose", connection=conn_id_for("c1")),
+                                  settings_for(lab, dirs, "c1"))
+        try:
+            [result] = restore_targets([(fresh, plan, previous)])
+            assert result.ok, result.error
+            assert running(fresh) == previous == {"web": images["web2"], "api": images["api1"]}
+            assert read_lock((dirs["c1"] / LOCK_FILE).read_text()).deployment_id == "dep-4r"
+            ids = container_ids(fresh)
+            [again] = restore_targets([(fresh, plan, previous)])
+            assert again.ok, again.error
+            assert container_ids(fresh) == ids
+        finally:
+            fresh.close()
+
 
 def test_a_host_whose_key_is_not_the_pinned_one_is_refused(lab, dirs, monkeypatch):
     other = lab.sshd["c2"].host_key_line().split()[1:3]  # c2's key, pinned for c1
@@ -276,6 +317,24 @@ def test_a_host_whose_key_is_not_the_pinned_one_is_refused(lab, dirs, monkeypatc
             target.facts(APP)
     finally:
         target.remote.close()
+
+
+def test_a_known_hosts_file_named_in_the_connection_pins_the_host_key(lab, dirs, monkeypatch, tmp_path):
+    known = tmp_path / "known_hosts"
+    known.write_text(lab.sshd["c1"].host_key_line() + "\n")
+    conn = lab.connection("c1")
+    conn["extra"] = {"key_file": conn["extra"]["key_file"], "known_hosts": str(known)}  # type: ignore[index]
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id_for('c1').upper()}", json.dumps(conn))
+    target = TARGET_TYPE.build(TargetConfig(name="c1", type="compose", connection=conn_id_for("c1")),
+                               settings_for(lab, dirs, "c1"))
+    try:
+        assert set(target.facts(APP).components) == {"web", "api"}
+    finally:
+        target.remote.close()
+    known.write_text(lab.sshd["c2"].host_key_line() + "\n")  # only another host's line
+    with pytest.raises(ValueError, match=r"10\.203\.0\.10:22 is not in the known_hosts file"):
+        TARGET_TYPE.build(TargetConfig(name="c1", type="compose", connection=conn_id_for("c1")),
+                          settings_for(lab, dirs, "c1"))
 
 
 def test_a_connection_that_skips_host_key_checks_is_refused(lab, dirs, monkeypatch):

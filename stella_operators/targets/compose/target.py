@@ -279,9 +279,10 @@ class ComposeTarget:
         try:
             return self.read_lock(plan.app)
         except LockFileError as exc:
-            # Not trusted: nothing is copied from it, every service is rendered from the plan.
-            self._note(prepared, f"current lock file ignored: {exc}")
-            return None
+            # Deploying over it would lose the way back (it would become the previous lock file
+            # that a rollback cannot trust): stop before anything changes.
+            raise DeployError(self.where, f"the current lock file cannot be trusted ({exc}); put back the file "
+                                          f"stella wrote, or remove it to deploy without a way back") from None
 
     def _up(self, plan: TargetPlan, lock_name: str, secrets: Sequence[str] = ()) -> None:
         wait_s = max(1, int(plan.health_timeout_s))
