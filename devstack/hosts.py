@@ -324,6 +324,25 @@ class DockerHostLab:
                                f"log tail:\n{_tail(log_path)}")
             time.sleep(0.1)
 
+    def stop_engine(self, name: str) -> None:
+        """Stop one host's dockerd (SIGTERM, as a host going down would); its namespace, address and
+        data stay, so `start_engine` brings the same host back."""
+        host = next(h for h in self.hosts if h.name == name)
+        _stop_pid(host.pid)
+        proc = self._popen.pop(name, None)
+        if proc is not None:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def start_engine(self, name: str) -> DockerHost:
+        """Start one host's dockerd again (after `stop_engine`), with the same data-root and socket."""
+        i = self.names.index(name)
+        host = self._start_dockerd(i, name)
+        self.hosts = [host if h.name == name else h for h in self.hosts]
+        return host
+
     def stop(self) -> None:
         """Stop every dockerd (by pid), then delete namespaces, veths and the bridge. Safe to call twice.
 

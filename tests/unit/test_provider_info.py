@@ -5,7 +5,7 @@ import re
 from stella_operators.entry_points import BUILT_IN
 from stella_operators.provider_info import get_provider_info
 
-NOT_BUILT = ("compose", "ecs", "nomad", "ssh", "winrm", "podman")  # ("not Kubernetes" is true)
+NOT_BUILT = ("ecs", "nomad", "ssh", "winrm", "podman")  # ("not Kubernetes" is true)
 
 
 def test_description_names_only_built_target_types():
