@@ -53,6 +53,7 @@ def cross_check(estate: Estate) -> Iterator[tuple[Loc, str, str]]:
                                  "environment into one per site")
     yield from _gates_and_approvals(estate)
     yield from _published_ports(estate)
+    yield from _unsupported_runtime(estate)
     cycle = _find_cycle(estate)
     if cycle:
         i = env_names.index(cycle[0])
@@ -70,6 +71,28 @@ def cross_check(estate: Estate) -> Iterator[tuple[Loc, str, str]]:
                 loc = ("apps", i, "components", j, "repository")
                 yield loc, _p(loc), (f"registry {host!r} is not declared; add it under registries "
                                      f"(- host: {host}) with its scheme and connection")
+
+
+def _unsupported_runtime(estate: Estate) -> Iterator[tuple[Loc, str, str]]:
+    """A component field that a target type of an environment the app goes to does not implement."""
+    from stella_operators.targets.registry import RUNTIME_FIELDS, target_types, uses
+
+    installed = target_types()
+    for i, app in enumerate(estate.apps):
+        reported: set[tuple[int, str]] = set()
+        for env in estate.app_environments(app.name):
+            for t in env.targets:
+                kind = installed.get(t.type)
+                for j, comp in enumerate(app.components):
+                    for name in RUNTIME_FIELDS:
+                        if kind is None or name not in kind.unsupported or not uses(comp, name) \
+                                or (j, name) in reported:
+                            continue
+                        reported.add((j, name))
+                        loc: Loc = ("apps", i, "components", j, name)
+                        yield loc, _p(loc), (f"{name} is not yet supported by {t.type} targets (environment "
+                                             f"{env.name!r}, target {t.name!r}); remove it, or deploy {app.name!r} "
+                                             "there with a target type that supports it (docker)")
 
 
 def _gates_and_approvals(estate: Estate) -> Iterator[tuple[Loc, str, str]]:

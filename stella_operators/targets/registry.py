@@ -42,6 +42,8 @@ class TargetType:
     :param tested_against: the peer the test suite runs this type against (real server or fake).
     :param settings: pydantic model of the target's `settings:` block (use extra="forbid").
     :param build: `(target, settings) -> Target`; imports its clients lazily.
+    :param unsupported: runtime fields of a component (`ports`, `networks`, `volumes`, `restart`,
+        `limits`, `env_from`, `role` for init/migration) this type does not implement yet.
     """
 
     name: str
@@ -49,6 +51,9 @@ class TargetType:
     tested_against: str
     settings: type[BaseModel]
     build: Callable[[TargetConfig, Any], Target]
+    # Component runtime fields (targets/runtime.py) this type does not implement yet: the estate
+    # refuses them for apps deployed to environments with targets of this type.
+    unsupported: tuple[str, ...] = ()
 
 
 class TargetSettingsError(ValueError):
@@ -99,3 +104,14 @@ def build_target(target: TargetConfig) -> Target:
     """Instantiate the Target for an estate target through its type."""
     kind = target_type(target.type)
     return kind.build(target, validate_settings(target.type, dict(target.settings)))
+
+
+RUNTIME_FIELDS = ("ports", "networks", "volumes", "restart", "limits", "env_from", "role")
+
+
+def uses(component: Any, field: str) -> bool:
+    """Whether an estate component sets runtime `field` (role: only the run-once roles count)."""
+    value = getattr(component, field, None)
+    if field == "role":
+        return value in ("init", "migration")
+    return bool(value)

@@ -69,4 +69,5 @@ TARGET_TYPE = TargetType(
     tested_against="real sshd + dockerd hosts, each in its own network namespace; compose v2.40 CLI",
     settings=ComposeSettings,
     build=_build,
+    unsupported=("env_from", "role"),  # ports, networks, volumes, restart, limits: rendered into the lock file
 )

@@ -100,8 +100,10 @@ def compose_healthcheck(hc: HealthCheck) -> dict[str, Any]:
 
 
 def render_service(spec: ComponentSpec, sticker: VersionSticker, *, env_file: str | None) -> dict[str, Any]:
-    """The one mapping ComponentSpec -> compose service. Add new ComponentSpec fields here
-    (ports, networks, volumes, restart, limits), each compose-escaped like the fields below."""
+    """The one mapping ComponentSpec -> compose service (targets/runtime.py names the fields after
+    compose's long syntax): image by digest, command, env file, health check, restart, ports,
+    networks with aliases, volumes, resource limits; every string compose-escaped. `role`
+    init/migration and `env_from` are refused for compose targets at estate load (not yet)."""
     comp = spec.component
     service: dict[str, Any] = {"image": comp.ref}
     if spec.command is not None:
@@ -110,7 +112,22 @@ def render_service(spec: ComponentSpec, sticker: VersionSticker, *, env_file: st
         service["env_file"] = [{"path": compose_escape(env_file), "format": "raw"}]
     if spec.health is not None:
         service["healthcheck"] = compose_healthcheck(spec.health)
-    service["restart"] = DEFAULT_RESTART
+    service["restart"] = spec.restart or DEFAULT_RESTART
+    if spec.ports:
+        service["ports"] = [{"target": p.target, "published": str(p.published), "protocol": p.protocol,
+                             **({"host_ip": p.host_ip} if p.host_ip else {})} for p in spec.ports]
+    if spec.networks:
+        service["networks"] = {name: ({"aliases": list(att.aliases)} if att.aliases else None)
+                               for name, att in sorted(spec.networks.items())}
+    if spec.volumes:
+        service["volumes"] = [{"type": v.type, "source": compose_escape(v.source), "target": compose_escape(v.target),
+                               **({"read_only": True} if v.read_only else {})} for v in spec.volumes]
+    if spec.limits is not None:
+        limits = {k: v for k, v in (("memory", spec.limits.memory),
+                                    ("cpus", None if spec.limits.cpus is None else str(spec.limits.cpus)),
+                                    ("pids", spec.limits.pids)) if v is not None}
+        if limits:
+            service["deploy"] = {"resources": {"limits": limits}}
     labels = {**{k: str(v) for k, v in sticker_labels(sticker).items()},
               LABEL_COMPONENT: comp.name, LABEL_DIGEST: comp.digest}
     service["labels"] = {k: compose_escape(v) for k, v in labels.items()}
@@ -144,8 +161,17 @@ def render_lock(project: str, services: Mapping[str, dict[str, Any]], stella: Ma
             return f"tag {_TAG_SAFE.sub('_', tag)}" if tag else None
         return None
 
-    body = {"name": project, "services": dict(services),
-            "x-stella": {**{k: v for k, v in stella.items() if k != "checksum"}, "checksum": ""}}
+    body: dict[str, Any] = {"name": project, "services": dict(services)}
+    # Networks and named volumes keep the estate's own names on the host (as the docker target does),
+    # not compose's `<project>_<name>`: `name:` pins them.
+    networks = sorted({n for svc in services.values() for n in (svc.get("networks") or {})})
+    volumes = sorted({v["source"] for svc in services.values() for v in svc.get("volumes", [])
+                      if v["type"] == "volume"})
+    if networks:
+        body["networks"] = {n: {"name": n} for n in networks}
+    if volumes:
+        body["volumes"] = {v: {"name": v} for v in volumes}
+    body["x-stella"] = {**{k: v for k, v in stella.items() if k != "checksum"}, "checksum": ""}
     text = ("# compose.stella.lock.yml: written by stella-operators at each deployment; do not edit.\n"
             "# Images are pinned by digest (the tag is only a comment). x-stella.checksum = sha256 of this\n"
             "# file with the checksum value blanked:\n"

@@ -49,3 +49,16 @@ def test_bad_settings_name_the_file_and_the_key(settings, path, message):
         parse_estate(ESTATE % settings, source="estate.yaml")
     text = str(err.value)
     assert "estate.yaml" in text and f"environments[0].targets[0].{path}" in text and message in text
+
+
+@pytest.mark.parametrize("component, field", [
+    ("{name: web, repository: 'reg:5000/shop/web', env_from: {DB_PASSWORD: {connection: db, field: password}}}",
+     "env_from"),
+    ("{name: migrate, repository: 'reg:5000/shop/web', role: migration}", "role"),
+])
+def test_what_compose_targets_do_not_implement_yet_is_refused_with_its_path(component, field):
+    text = ESTATE.replace('components: [{name: web, repository: "reg:5000/shop/web"}]', f"components: [{component}]")
+    with pytest.raises(EstateError) as err:
+        parse_estate(text % "{}", source="estate.yaml")
+    assert f"apps[0].components[0].{field}: {field} is not yet supported by compose targets (environment 'prod', " \
+           "target 'web-1')" in str(err.value)

@@ -88,3 +88,39 @@ def test_env_files_hold_values_verbatim_and_refuse_a_line_break_naming_only_the_
     with pytest.raises(ValueError, match="h1: env var TOKEN holds a line break") as err:
         env_file_text({"TOKEN": "line1\nline2"}, "h1")
     assert "line1" not in str(err.value)
+
+
+def test_runtime_settings_render_into_the_lock_file_as_compose_reads_them(tmp_path):
+    """Ports, networks with aliases, volumes, restart and limits map 1:1 onto compose's long syntax;
+    `docker compose config` (the real compose v2 CLI) reads the lock file back with the same meaning."""
+    import json
+    import subprocess
+
+    from tests.integration.test_compose_stack import compose_command
+
+    spec = ComponentSpec.model_validate({**SPEC.model_dump(),
+        "ports": [{"target": 8080, "published": 18080, "host_ip": "127.0.0.1"}],
+        "networks": {"front": {"aliases": ["shop-web"]}, "back": {}},
+        "volumes": [{"type": "volume", "source": "shop-data", "target": "/data"},
+                    {"type": "bind", "source": "/srv/shop/conf", "target": "/conf", "read_only": True}],
+        "restart": "on-failure", "limits": {"memory": "256m", "cpus": 0.5, "pids": 100}})
+    text = render_lock("shop", {"web": render_service(spec, STICKER, env_file=None)}, stella_block(STICKER),
+                       {"web": COMP.tag})
+    assert read_lock(text).services["web"]["restart"] == "on-failure"
+    compose = compose_command()
+    if compose is None:
+        pytest.skip("compose v2 CLI not installed (scripts/setup.sh installs it)")
+    (tmp_path / "compose.stella.lock.yml").write_text(text)
+    out = subprocess.run([*compose, "-f", str(tmp_path / "compose.stella.lock.yml"), "config", "--format", "json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    cfg = json.loads(out.stdout)
+    web = cfg["services"]["web"]
+    assert web["ports"] == [{"mode": "ingress", "host_ip": "127.0.0.1", "target": 8080, "published": "18080",
+                             "protocol": "tcp"}]
+    assert web["networks"] == {"back": None, "front": {"aliases": ["shop-web"]}}
+    assert cfg["networks"]["front"]["name"] == "front" and cfg["volumes"]["shop-data"]["name"] == "shop-data"
+    assert [(v["type"], v["source"], v.get("read_only", False)) for v in web["volumes"]] == [
+        ("volume", "shop-data", False), ("bind", "/srv/shop/conf", True)]
+    assert web["restart"] == "on-failure"
+    assert web["deploy"]["resources"]["limits"] == {"cpus": 0.5, "memory": "268435456", "pids": 100}
