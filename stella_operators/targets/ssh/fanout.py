@@ -183,21 +183,32 @@ async def _apply_one(ep: Endpoint, line: str, data: bytes, timeout_s: float) -> 
                       time.monotonic() - t0)
 
 
-async def apply_change_async(endpoints: Sequence[Endpoint], *, files: Sequence[RemoteFile],
-                             command: Sequence[str], timeout_s: float = 60, concurrency: int = 256
-                             ) -> list[HostResult]:
-    """Write `files` and run `command` on every endpoint concurrently; one result per endpoint, in order."""
-    line, data = change_command(files, command)
+Files = Sequence[RemoteFile] | Callable[[Endpoint], Sequence[RemoteFile]]
+Command = Sequence[str] | Callable[[Endpoint], Sequence[str]]
+
+
+async def apply_change_async(endpoints: Sequence[Endpoint], *, files: Files, command: Command,
+                             timeout_s: float = 60, concurrency: int = 256) -> list[HostResult]:
+    """Write `files` and run `command` on every endpoint concurrently; one result per endpoint, in order.
+
+    `files` and `command` are the same for every host, or a function of the endpoint (per-host paths
+    or contents, as an inventory's host variables would give them)."""
     sem = asyncio.Semaphore(max(1, concurrency))
+    shared = None if callable(files) or callable(command) else change_command(files, command)
 
     async def one(ep: Endpoint) -> HostResult:
+        if shared is not None:
+            line, data = shared
+        else:
+            line, data = change_command(files(ep) if callable(files) else files,
+                                        command(ep) if callable(command) else command)
         async with sem:
             return await _apply_one(ep, line, data, timeout_s)
 
     return list(await asyncio.gather(*(one(ep) for ep in endpoints)))
 
 
-def apply_change(endpoints: Sequence[Endpoint], *, files: Sequence[RemoteFile], command: Sequence[str],
+def apply_change(endpoints: Sequence[Endpoint], *, files: Files, command: Command,
                  timeout_s: float = 60, concurrency: int = 256) -> list[HostResult]:
     """Blocking form of `apply_change_async`, on the shared loop."""
     return LOOP.run(apply_change_async(endpoints, files=files, command=command, timeout_s=timeout_s,
