@@ -53,22 +53,24 @@ class StellaSSHHookAsync(SSHHookAsync):
                     "verified. Put the host's key in the Connection's extra `host_key` (or `known_hosts`), or set "
                     "`insecure_demo: true` in the target's settings for a throwaway demo")
             log.warning("ssh target connection %s: host key NOT verified (insecure_demo)", self.ssh_conn_id)
-        known = extra.get("known_hosts")
-        if isinstance(known, str) and ("\n" in known.strip() or len(known.split()) >= 3):
-            # lines, not a path: asyncssh takes bytes as known_hosts data
-            extra.pop("known_hosts")
-            conn = _WithExtra(conn, extra)
-            super()._parse_extras(conn)
-            if extra.get("host_key") is None:
-                self.known_hosts = known.encode()
-            return
-        super()._parse_extras(conn)
+        known = extra.pop("known_hosts", None)
+        super()._parse_extras(_WithExtra(conn, extra))
+        if known and extra.get("host_key") is None and self.known_hosts != "none":
+            # lines (asyncssh takes bytes as known_hosts data) or a file path; either wins over the
+            # target's known_hosts_file (the provider would let the constructor's file win over a path)
+            text = str(known)
+            inline = "\n" in text.strip() or len(text.split()) >= 3
+            self.known_hosts = text.encode() if inline else os.path.expanduser(text)
+        self._check_known_hosts_file()
 
-    async def connect(self) -> asyncssh.SSHClientConnection:
+    def _check_known_hosts_file(self) -> None:
         if isinstance(self.known_hosts, str) and self.known_hosts.lower() != "none" \
                 and self.known_hosts != os.path.expanduser(self.default_known_hosts) \
                 and not os.path.isfile(self.known_hosts):
             raise ValueError(f"connection {self.ssh_conn_id!r}: known_hosts file {self.known_hosts} does not exist")
+
+    async def connect(self) -> asyncssh.SSHClientConnection:
+        self._check_known_hosts_file()
         return await asyncio.wait_for(self._get_conn(), self.connect_timeout_s)
 
 
