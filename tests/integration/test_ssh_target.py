@@ -11,6 +11,8 @@ argument full of shell syntax: both must arrive literally.
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -197,6 +199,14 @@ def test_a_host_key_that_does_not_match_is_refused_with_a_clear_error(world, mon
     good.write_text(s1.server.host_key_line() + "\n")
     ok = world.target(monkeypatch, s1, settings=world.settings("s1", known_hosts_file=str(good)), host_key=None)
     assert ok.facts("shop").digests() == {}
+    # ... and so are known_hosts lines in the Connection's extra (they win over the file)
+    inline = world.target(monkeypatch, s1, settings=world.settings("s1", known_hosts_file=str(empty)),
+                          host_key=None, known_hosts=s1.server.host_key_line() + "\n")
+    assert inline.facts("shop").digests() == {}
+    wrong = world.target(monkeypatch, s1, settings=world.settings("s1", known_hosts_file=str(good)),
+                         host_key=None, known_hosts=s2.server.host_key_line().replace(s2.ip, s1.ip) + "\n")
+    with pytest.raises(DeployError, match="not trusted"):
+        wrong.facts("shop")
 
 
 def test_no_host_key_check_is_refused_unless_the_target_says_insecure_demo(world, monkeypatch):
@@ -230,3 +240,18 @@ def test_a_command_over_its_timeout_is_killed_and_rolled_back(world, monkeypatch
     assert out.status == "rolled_back", out.error
     assert "timed out (killed)" in (out.target("s1").error or "")
     assert t.facts("shop").digests() == {}
+
+
+def test_a_host_that_does_not_answer_fails_after_connect_timeout(world, ssh_lab, monkeypatch):
+    s1 = world.hosts[0]
+    t = world.target(monkeypatch, s1, settings=world.settings("s1", connect_timeout_s=1))
+    ns = ssh_lab.lab.netns_name("s1")
+    subprocess.run(["ip", "-n", ns, "link", "set", "eth0", "down"], check=True)  # packets vanish, no RST
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(DeployError, match=r"10\.204\.0\.10:22 did not answer in time"):
+            t.facts("shop")
+        assert time.monotonic() - t0 < 5
+    finally:
+        subprocess.run(["ip", "-n", ns, "link", "set", "eth0", "up"], check=True)
+        subprocess.run(["ip", "-n", ns, "route", "replace", "default", "via", ssh_lab.lab.bridge_ip], check=True)
