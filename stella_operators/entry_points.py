@@ -21,6 +21,7 @@ BUILT_IN: dict[str, dict[str, str]] = {
     "stella_operators.targets": {
         "docker": "stella_operators.targets.docker:TARGET_TYPE",
         "compose": "stella_operators.targets.compose:TARGET_TYPE",
+        "ssh": "stella_operators.targets.ssh:TARGET_TYPE",
     },
     "stella_operators.gates": {
         "freeze": "stella_operators.gates.freeze.gate:FreezeGate",

@@ -28,4 +28,5 @@ pytest_plugins = [
     "tests.fixtures.airflow_env",
     "tests.fixtures.estate_lab",
     "tests.fixtures.compose_lab",
+    "tests.fixtures.ssh_peer",
 ]

@@ -5,7 +5,9 @@ import re
 from stella_operators.entry_points import BUILT_IN
 from stella_operators.provider_info import get_provider_info
 
-NOT_BUILT = ("ecs", "nomad", "ssh", "winrm", "podman")  # ("not Kubernetes" is true)
+# types of the roadmap not built yet ("not Kubernetes" is true); built ones leave the list by themselves
+NOT_BUILT = tuple(t for t in ("compose", "ecs", "nomad", "ssh", "winrm", "podman")
+                  if t not in BUILT_IN["stella_operators.targets"])
 
 
 def test_description_names_only_built_target_types():
