@@ -32,4 +32,6 @@ TARGET_TYPE = TargetType(
     tested_against="real OpenSSH sshd hosts, each in its own network namespace",
     settings=SshSettings,
     build=_build,
+    # no containers here: the component's activate/status scripts own ports, volumes and the rest
+    unsupported=("ports", "networks", "volumes", "restart", "limits", "env_from", "role"),
 )
