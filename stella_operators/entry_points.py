@@ -20,6 +20,7 @@ PLUGIN_OBJECT = "stella_operators.plugin:StellaPlugin"
 BUILT_IN: dict[str, dict[str, str]] = {
     "stella_operators.targets": {
         "docker": "stella_operators.targets.docker:TARGET_TYPE",
+        "ecs": "stella_operators.targets.ecs:TARGET_TYPE",
     },
     "stella_operators.gates": {
         "freeze": "stella_operators.gates.freeze.gate:FreezeGate",

@@ -27,4 +27,5 @@ pytest_plugins = [
     "tests.fixtures.postgres_peer",
     "tests.fixtures.airflow_env",
     "tests.fixtures.estate_lab",
+    "tests.fixtures.cloud_peers",
 ]
