@@ -92,7 +92,7 @@ def test_a_release_rolls_the_service_to_a_digest_pinned_copy_of_its_task_definit
     svc = ecs.describe_services(cluster=cluster, services=[service])["services"][0]
     new = svc["taskDefinition"]
     assert new != before and prepared.started == {"web": new} and prepared.to_retire == {"web": [before]}
-    assert svc["deploymentConfiguration"] == {"minimumHealthyPercent": 50, "maximumPercent": 150,
+    assert svc["deploymentConfiguration"] == {"minimumHealthyPercent": 50, "maximumPercent": 150, "strategy": "ROLLING",
                                               "deploymentCircuitBreaker": {"enable": True, "rollback": True}}
     old_td = ecs.describe_task_definition(taskDefinition=before)["taskDefinition"]
     described = ecs.describe_task_definition(taskDefinition=new, include=["TAGS"])
@@ -166,3 +166,17 @@ def test_a_component_missing_from_the_task_definition_is_named_with_the_fix(moto
                        EcsSettings(cluster=cluster, service=service, containers={"api": "web"}, poll_interval_s=0.1))
     mapped.commit(_plan(api=D2), mapped.prepare(_plan(api=D2)))
     assert mapped.facts("shop").components["api"].digest == D2
+
+
+def test_the_services_own_canary_strategy_comes_from_the_settings(moto_ecs):
+    """Runs against moto_server, not AWS (which echoes the configuration; it shifts no traffic)."""
+    cluster, service, _ = _service(moto_ecs)
+    target = EcsTarget("shop-ecs", _client(moto_ecs), EcsSettings(
+        cluster=cluster, service=service, strategy="CANARY", bake_time_minutes=15, canary_percent=10.0,
+        canary_bake_time_minutes=5, circuit_breaker=False, circuit_breaker_rollback=False, poll_interval_s=0.1))
+    plan = _plan(web=D2)
+    target.commit(plan, target.prepare(plan))
+    assert target.service()["deploymentConfiguration"] == {
+        "minimumHealthyPercent": 100, "maximumPercent": 200, "strategy": "CANARY", "bakeTimeInMinutes": 15,
+        "canaryConfiguration": {"canaryPercent": 10.0, "canaryBakeTimeInMinutes": 5},
+        "deploymentCircuitBreaker": {"enable": False, "rollback": False}}

@@ -93,8 +93,21 @@ class EcsTarget:
     # prepare / wait ------------------------------------------------------------------------
     def deployment_configuration(self) -> dict[str, Any]:
         s = self.settings
-        return {"minimumHealthyPercent": s.minimum_healthy_percent, "maximumPercent": s.maximum_percent,
-                "deploymentCircuitBreaker": {"enable": s.circuit_breaker, "rollback": s.circuit_breaker_rollback}}
+        config: dict[str, Any] = {
+            "minimumHealthyPercent": s.minimum_healthy_percent, "maximumPercent": s.maximum_percent,
+            "deploymentCircuitBreaker": {"enable": s.circuit_breaker, "rollback": s.circuit_breaker_rollback},
+            "strategy": s.strategy}
+        if s.bake_time_minutes is not None:
+            config["bakeTimeInMinutes"] = s.bake_time_minutes
+        canary = {k: v for k, v in (("canaryPercent", s.canary_percent),
+                                    ("canaryBakeTimeInMinutes", s.canary_bake_time_minutes)) if v is not None}
+        linear = {k: v for k, v in (("stepPercent", s.linear_step_percent),
+                                    ("stepBakeTimeInMinutes", s.linear_step_bake_time_minutes)) if v is not None}
+        if canary:
+            config["canaryConfiguration"] = canary
+        if linear:
+            config["linearConfiguration"] = linear
+        return config
 
     def prepare(self, plan: TargetPlan) -> PreparedChange:
         prepared = PreparedChange(target=self.name)

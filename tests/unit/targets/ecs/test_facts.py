@@ -92,3 +92,13 @@ def test_settings_refuse_unknown_keys_and_a_rollback_without_circuit_breaker():
     with pytest.raises(ValidationError, match="circuit_breaker_rollback needs circuit_breaker"):
         EcsSettings(cluster="c", service="s", circuit_breaker=False)
     assert EcsSettings(cluster="c", service="s", circuit_breaker=False, circuit_breaker_rollback=False)
+
+
+def test_settings_refuse_keys_of_another_strategy():
+    with pytest.raises(ValidationError, match="canary_percent only apply with strategy: CANARY"):
+        EcsSettings(cluster="c", service="s", strategy="LINEAR", canary_percent=5)
+    with pytest.raises(ValidationError, match="linear_step_percent only apply with strategy: LINEAR"):
+        EcsSettings(cluster="c", service="s", linear_step_percent=10)
+    with pytest.raises(ValidationError, match="bake_time_minutes does not apply to strategy: ROLLING"):
+        EcsSettings(cluster="c", service="s", bake_time_minutes=5)
+    assert EcsSettings(cluster="c", service="s", strategy="LINEAR", linear_step_percent=10).strategy == "LINEAR"
