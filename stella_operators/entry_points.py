@@ -22,6 +22,9 @@ BUILT_IN: dict[str, dict[str, str]] = {
         "docker": "stella_operators.targets.docker:TARGET_TYPE",
         "compose": "stella_operators.targets.compose:TARGET_TYPE",
         "ssh": "stella_operators.targets.ssh:TARGET_TYPE",
+        "ecs": "stella_operators.targets.ecs:TARGET_TYPE",
+        "nomad": "stella_operators.targets.nomad:TARGET_TYPE",
+        "winrm": "stella_operators.targets.winrm:TARGET_TYPE",
     },
     "stella_operators.gates": {
         "freeze": "stella_operators.gates.freeze.gate:FreezeGate",

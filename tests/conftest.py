@@ -29,4 +29,5 @@ pytest_plugins = [
     "tests.fixtures.estate_lab",
     "tests.fixtures.compose_lab",
     "tests.fixtures.ssh_peer",
+    "tests.fixtures.cloud_peers",
 ]

@@ -25,3 +25,11 @@ def test_airflow_providers_manager_reads_it():
     assert info.data["description"] == get_provider_info()["description"]
     hook = pm.hooks["stella_docker_engine"]
     assert hook is not None and hook.hook_class_name == "stella_operators.hooks.docker_engine.DockerEngineHook"
+
+
+def test_the_nomad_and_winrm_connection_types_are_known_to_airflow():
+    from airflow.providers_manager import ProvidersManager
+
+    hooks = ProvidersManager().hooks
+    assert hooks["stella_nomad"].hook_class_name == "stella_operators.hooks.nomad.NomadHook"
+    assert hooks["stella_winrm"].hook_class_name == "stella_operators.hooks.winrm.WinrmHook"
