@@ -68,4 +68,6 @@ TARGET_TYPE = TargetType(
     tested_against="moto's ECS server (moto_server), not AWS",
     settings=EcsSettings,
     build=_build,
+    # the task definition owns ports, networks, volumes and limits: the component's runtime fields are refused
+    unsupported=("ports", "networks", "volumes", "restart", "limits", "env_from", "role"),
 )

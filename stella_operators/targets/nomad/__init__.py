@@ -57,4 +57,6 @@ TARGET_TYPE = TargetType(
     tested_against="a fake Nomad HTTP API written from Nomad's API documentation (devstack/fakes/nomad.py), not Nomad",
     settings=NomadSettings,
     build=_build,
+    # the job owns ports, networks, volumes and limits: the component's runtime fields are refused
+    unsupported=("ports", "networks", "volumes", "restart", "limits", "env_from", "role"),
 )

@@ -47,4 +47,6 @@ TARGET_TYPE = TargetType(
     tested_against="a fake WS-Management endpoint with simulated PowerShell (devstack/fakes/winrm.py), not Windows",
     settings=WinrmSettings,
     build=_build,
+    # the Windows service owns its runtime: the component's runtime fields are refused
+    unsupported=("ports", "networks", "volumes", "restart", "limits", "env_from", "role"),
 )
