@@ -26,6 +26,9 @@ BUILT_IN: dict[str, dict[str, str]] = {
         "policy": "stella_operators.gates.policy.gate:PolicyGate",
         "security": "stella_operators.gates.security.gate:SecurityGate",
     },
+    "stella_operators.routers": {
+        "haproxy": "stella_operators.routing.haproxy:ROUTER_TYPE",
+    },
 }
 
 
