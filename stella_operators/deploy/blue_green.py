@@ -48,8 +48,10 @@ def live_group(router: Router, route: Route) -> str | None:
 def run_blue_green(groups: dict[str, list[tuple[Target, TargetPlan]]], router: Router, route: Route, *,
                    max_parallel: int = 4, timeout_s: float = 600, cleanup_timeout_s: float = 300,
                    ready_timeout_s: float = 60, poll_s: float = 0.2,
-                   sleep: Callable[[float], None] = time.sleep) -> BlueGreenOutcome:
-    """Steps 1-4 of the module docstring. `groups` maps each route group to its (target, plan) pairs."""
+                   sleep: Callable[[float], None] = time.sleep,
+                   on_switch: Callable[[str, str | None], None] | None = None) -> BlueGreenOutcome:
+    """Steps 1-4 of the module docstring. `groups` maps each route group to its (target, plan) pairs.
+    `on_switch(group, previous_group)` is called just before traffic moves (to record it first)."""
     t0 = time.monotonic()
     if set(groups) != set(route.groups) or len(groups) != 2:
         raise ValueError(f"blue-green needs the two route groups {sorted(route.groups)}, got {sorted(groups)}")
@@ -89,6 +91,8 @@ def run_blue_green(groups: dict[str, list[tuple[Target, TargetPlan]]], router: R
                 raise RouterError(f"{router.name}: {', '.join(down)} not seen healthy within {ready_timeout_s:.0f} s")
             sleep(poll_s)
         # 4. switch in one step and read it back.
+        if on_switch is not None:
+            on_switch(idle, live)
         router.shift(idle, 100)
         dist = router.distribution()
         if dist.get(idle) != 100:

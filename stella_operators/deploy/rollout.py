@@ -106,11 +106,13 @@ def run_rolling(pairs: list[tuple[Target, TargetPlan]], policy: RollingPolicy, *
                 timeout_s: float = 600, cleanup_timeout_s: float = 300,
                 sleep: Callable[[float], None] = time.sleep,
                 on_batch: Callable[[BatchReport], None] | None = None,
-                only_batches: Sequence[int] | None = None) -> RolloutOutcome:
+                on_batch_start: Callable[[BatchReport], None] | None = None,
+                only_batches: Sequence[int] | None = None, unavailable: Sequence[str] = ()) -> RolloutOutcome:
     """Run the batches of `policy` over `pairs` (see the module docstring). `timeout_s` bounds each
     wave's prepare phase. `on_batch` is told about each batch as it ends (progress, logs).
     `only_batches` runs a subset (a DAG task per batch); targets of other batches are `unchanged`
-    in the outcome and never touched."""
+    in the outcome and never touched. `unavailable`: targets earlier calls left unrestored (they
+    count against max_unavailable). `on_batch_start` is called before a batch touches anything."""
     t0 = time.monotonic()
     by_name = {t.name: (t, p) for t, p in pairs}
     if len(by_name) != len(pairs):
@@ -124,7 +126,7 @@ def run_rolling(pairs: list[tuple[Target, TargetPlan]], policy: RollingPolicy, *
                 for i, b in enumerate(policy.batches) for n in b}
     reports = [BatchReport(i, list(b)) for i, b in enumerate(policy.batches)]
     changed: list[_Changed] = []
-    unrestored: list[str] = []
+    unrestored: list[str] = list(unavailable)
     skipped: list[str] = []
     failure: str | None = None
     ran_one = False
@@ -135,6 +137,8 @@ def run_rolling(pairs: list[tuple[Target, TargetPlan]], policy: RollingPolicy, *
             log.info("rolling: pausing %.1f s before batch %d", policy.pause_s, report.index + 1)
             sleep(policy.pause_s)
         ran_one = True
+        if on_batch_start is not None:
+            on_batch_start(report)
         failure = _run_batch(report, by_name, policy, outcomes, changed, unrestored, skipped,
                              max_parallel=max_parallel, timeout_s=timeout_s, cleanup_timeout_s=cleanup_timeout_s)
         if on_batch is not None:
