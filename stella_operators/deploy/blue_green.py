@@ -181,7 +181,12 @@ def retire_previous(pairs: list[tuple[Target, TargetPlan]], router: Router, rout
         owner = facts.sticker.deployment_id if facts.sticker is not None else plan.deployment_id
         try:
             target.restore(replace(plan, deployment_id=owner), {})
-            result.removed.append(target.name)
+            left = {c: d for c, d in target.facts(plan.app).digests().items() if d}
         except Exception as exc:  # noqa: BLE001
             result.errors.append(f"{target.name}: {exc}")
+            continue
+        if left:
+            result.errors.append(f"{target.name}: still runs {left} after removing deployment {owner}'s workloads")
+        else:
+            result.removed.append(target.name)
     return result

@@ -13,6 +13,7 @@ from stella_operators.promotion import strategies as strategies_module
 from stella_operators.promotion.batches import deploy_batch
 from stella_operators.promotion.service import DeploymentFailed, deploy_promotion, verify_promotion
 from stella_operators.promotion.strategies import BATCH_STARTED, SWITCH, batch_count
+from stella_operators.targets.contract import VersionSticker
 from tests.unit.deploy.memory import RouterInMemory
 from tests.unit.promotion.fakes import FakeHost, Workload, World, digest
 
@@ -230,3 +231,31 @@ def test_blue_green_verification_failure_sends_traffic_back_first(blue_green):
     assert router.distribution() == {"blue": 100, "green": 0}
     assert fleet.running()["h3"] == {} and fleet.running()["h1"] == {"web": digest(1)}
     assert fleet.status(promo) == "rolled_back"
+
+
+def test_the_previous_set_is_retired_after_the_window_and_only_then(blue_green, clock):
+    from datetime import timedelta
+
+    from stella_operators.promotion.retire import retire_due_at, retire_previous_set
+
+    fleet, router = blue_green
+    rel = fleet.release(1)
+    for n in ("h1", "h2"):  # the blue set, started by an earlier deployment (named in its sticker)
+        sticker = VersionSticker(app="shop", release_id=rel.id, release_name=rel.name, content_hash=rel.content_hash,
+                                 components=list(rel.components), deployment_id="dep-0", promotion_id="p-0",
+                                 environment="prod", target=n, strategy="blue_green", deployed_at="2026-03-01")
+        fleet.hosts[n].workloads.append(Workload("shop", "web", digest(1), "dep-0", True, sticker))
+    promo = fleet.approved(2)
+    deploy_promotion(fleet.estate, fleet.ledger, fleet.key, promo.id, fleet.targets)
+    fleet.verify(promo)
+    assert retire_due_at(fleet.estate, fleet.ledger, promo.id) == clock.now + timedelta(seconds=60)
+    # a newer promotion deploying here holds the lock: the idle set is its business
+    other = fleet.approved(3)
+    assert fleet.ledger.acquire_deploy_lock("shop", "prod", other.id, "other").acquired
+    res = retire_previous_set(fleet.estate, fleet.ledger, promo.id, fleet.targets)
+    assert res.removed == [] and "is deploying here now" in res.skipped["h1"]
+    fleet.ledger.release_deploy_lock("shop", "prod", other.id)
+    res = retire_previous_set(fleet.estate, fleet.ledger, promo.id, fleet.targets)
+    assert res.group == "blue" and res.removed == ["h1", "h2"]
+    assert fleet.running()["h1"] == {} and fleet.running()["h3"] == {"web": digest(2)}
+    assert router.healthy("blue") == {"h1": False, "h2": False} and router.distribution()["green"] == 100
