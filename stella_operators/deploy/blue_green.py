@@ -78,8 +78,6 @@ def run_blue_green(groups: dict[str, list[tuple[Target, TargetPlan]]], router: R
         return result(outcome.status, outcome.error)
     # 3. in service without traffic, then wait for the router's own health checks.
     try:
-        if live is None:
-            router.shift(idle, 0)
         router.enable(idle)
         deadline = time.monotonic() + ready_timeout_s
         while True:
