@@ -277,3 +277,91 @@ def _get(proxy: HAProxyServer) -> tuple[int, str]:
         return resp.status, resp.read().decode()
     finally:
         conn.close()
+
+
+# -- the same through Airflow: the shipped DAG file, a real DagBag, dag.test() ---------------------------
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def rolling_dags(strategies_lab, tmp_path_factory, airflow_db):  # noqa: F811 - the fixture
+    from airflow.dag_processing.dagbag import DagBag
+
+    from devstack.estate_lab import conn_id_for
+    from devstack.keys import evidence_key_env
+
+    lab = strategies_lab
+    text = estate_text(lab)
+    for name in ("r1", "r2", "r3", "b1", "g1"):
+        text = text.replace(f"connection: c_{name}", f"connection: {conn_id_for(name)}")
+    path = tmp_path_factory.mktemp("strategies-estate") / "estate.yaml"
+    path.write_text(text)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STELLA_ESTATE", str(path))
+    for k, v in {**lab.connection_env(), **evidence_key_env(tmp_path_factory.mktemp("evidence"))}.items():
+        mp.setenv(k, v)
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    yield bag
+    mp.undo()
+
+
+def _ti_states(dr) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
+
+
+def _xcom(dr, task_id: str):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return session.scalar(select(XComModel.value).where(XComModel.dag_id == dr.dag_id,
+                                                            XComModel.run_id == dr.run_id,
+                                                            XComModel.task_id == task_id,
+                                                            XComModel.key == "return_value"))
+
+
+def test_the_grid_shows_each_batch_and_each_targets_result(strategies_lab, images, rolling_dags):  # noqa: F811
+    from stella_operators.hooks.ledger import LedgerHook
+
+    lab = strategies_lab
+    dag = rolling_dags.get_dag("stella_promote__shop__prod")
+    release = rolling_dags.get_dag("stella_release__shop")
+    ledger = LedgerHook().get_conn()
+    for tag in ("strategies-1", "strategies-3"):
+        assert release.test(run_conf={"name": f"shop-{tag}", "web": tag}).state == "success"
+
+    dr = dag.test(run_conf={"release": "shop-strategies-1", "reason": "rolling through the grid"})
+    assert dr.state == "success", _ti_states(dr)
+    states = _ti_states(dr)
+    assert {k: states[k] for k in ("deploy.batch_1", "deploy.batch_2", "verify")} == dict.fromkeys(
+        ("deploy.batch_1", "deploy.batch_2", "verify"), "success")
+    assert states["deploy.roll_back_if_left"] == "skipped"
+    # each batch task reports its own targets' results (XCom, and one log line per target)
+    assert set(_xcom(dr, "deploy.batch_1")["targets"]) == {"r1", "r2"}
+    assert set(_xcom(dr, "deploy.batch_1")["targets"].values()) <= {"deployed", "unchanged"}
+    assert _xcom(dr, "deploy.batch_1")["batch"] == 1 and _xcom(dr, "deploy.batch_2")["batch"] == 2
+    assert set(_xcom(dr, "deploy.batch_2")["targets"]) == {"r3"}
+    assert ledger.deployed_release(APP, "prod").name == "shop-strategies-1"
+
+    # batch 2's host loses the registry: batch 1 is rolled back, the grid says where it failed
+    ns = lab.hosts["r3"].netns
+    block = ["OUTPUT", "-p", "tcp", "-d", f"{lab.subnet_prefix}.1", "--dport", str(lab.registry_port), "-j", "REJECT"]
+    subprocess.run(["ip", "netns", "exec", ns, "iptables", "-I", *block], check=True)
+    try:
+        dr = dag.test(run_conf={"release": "shop-strategies-3", "reason": "batch 2 will fail"})
+    finally:
+        subprocess.run(["ip", "netns", "exec", ns, "iptables", "-D", *block], check=False)
+    states = _ti_states(dr)
+    assert dr.state == "failed"
+    assert states["deploy.batch_1"] == "success" and states["deploy.batch_2"] == "failed", states
+    assert states["verify"] == "upstream_failed"
+    assert states["deploy.roll_back_if_left"] == "success"   # ran, found the promotion already rolled back
+    assert _xcom(dr, "deploy.roll_back_if_left")["status"] == "rolled_back"
+    assert ledger.latest_promotion(APP, "prod").status == "rolled_back"
+    clients = {n: docker.APIClient(base_url=lab.hosts[n].engine_url, timeout=30) for n in ("r1", "r2", "r3")}
+    for n, client in clients.items():
+        facts = DockerTarget(n, client).facts(APP)
+        assert facts.digests() == {"web": images["1"]}, n
