@@ -365,3 +365,59 @@ def test_the_grid_shows_each_batch_and_each_targets_result(strategies_lab, image
     for n, client in clients.items():
         facts = DockerTarget(n, client).facts(APP)
         assert facts.digests() == {"web": images["1"]}, n
+
+
+@pytest.mark.skipif(haproxy_missing() is not None, reason=haproxy_missing() or "")
+def test_blue_green_through_airflow_retires_the_previous_set_after_the_window(
+        strategies_lab, images, rolling_dags, tmp_path, monkeypatch):  # noqa: F811 - the fixture
+    """The blue-green promote DAG: deploy (switch), verify, then retire_previous_set waits deferred
+    for the switch-back window and removes the blue set."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from devstack.estate_lab import conn_id_for
+
+    lab = strategies_lab
+    clients = {n: docker.APIClient(base_url=lab.hosts[n].engine_url, timeout=30) for n in ("b1", "g1")}
+    for client in clients.values():  # start from empty sets (earlier tests left releases there)
+        for c in client.containers(all=True, filters={"label": f"stella.app={APP}"}):
+            client.remove_container(c["Id"], force=True)
+    undo = [route_to_containers(lab.hosts[n], clients[n]) for n in ("b1", "g1")]
+    ports = {n: ServicePort(clients[n], APP).start() for n in ("b1", "g1")}
+    proxy = HAProxyServer(tmp_path / "haproxy", port=free_port(), backend="shop_web",
+                          servers={n: ports[n].address for n in ("b1", "g1")}, weights={"b1": 0, "g1": 0})
+    try:
+        proxy.start()
+        text = estate_text(lab, str(proxy.socket_path))
+        for name in ("r1", "r2", "r3", "b1", "g1"):
+            text = text.replace(f"connection: c_{name}", f"connection: {conn_id_for(name)}")
+        path = tmp_path / "estate.yaml"
+        path.write_text(text)
+        monkeypatch.setenv("STELLA_ESTATE", str(path))
+        bag = DagBag(dag_folder=str(ROOT / "dags"))
+        assert bag.import_errors == {}
+        dag = bag.get_dag("stella_promote__shop__live")
+        from stella_operators.hooks.ledger import LedgerHook
+
+        ledger = LedgerHook().get_conn()
+        for tag in ("strategies-1", "strategies-2"):
+            if ledger.find_release(APP, f"shop-{tag}") is None:  # the rolling DAG test may have cut it
+                assert bag.get_dag("stella_release__shop").test(
+                    run_conf={"name": f"shop-{tag}", "web": tag}).state == "success"
+        first = dag.test(run_conf={"release": "shop-strategies-1", "reason": "blue first"})
+        assert first.state == "success", _ti_states(first)
+        assert _xcom(first, "deploy")["group"] == "blue"
+        assert _xcom(first, "retire_previous_set")["removed"] == []      # nothing served before
+        started = time.monotonic()
+        second = dag.test(run_conf={"release": "shop-strategies-2", "reason": "switch to green"})
+        assert second.state == "success", _ti_states(second)
+        assert _xcom(second, "deploy")["group"] == "green" and _xcom(second, "deploy")["previous_group"] == "blue"
+        assert _xcom(second, "retire_previous_set")["removed"] == ["b1"]
+        assert time.monotonic() - started >= 4        # it waited for the switch-back window (4 s)
+        assert clients["b1"].containers(all=True, filters={"label": f"stella.app={APP}"}) == []
+        assert _get(proxy) == (200, "strategies-2\n")
+    finally:
+        proxy.stop()
+        for port in ports.values():
+            port.stop()
+        for u in undo:
+            u()
