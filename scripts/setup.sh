@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-/opt/stella-venv}
 APT_PACKAGES=(docker.io docker-registry umoci skopeo busybox-static iproute2 iptables postgresql
               openssh-server openssh-client procps
+              # the router in front of blue-green sets (runtime API on the stats socket)
+              haproxy
               # browser tests: Debian's chromium, driven by Playwright (its own browser download cannot work here)
               chromium fonts-dejavu-core)
 
@@ -20,7 +22,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Debian starts the packaged services on install; the project runs its own instances.
-for svc in docker-registry docker postgresql; do
+for svc in docker-registry docker postgresql haproxy; do
   (command -v systemctl >/dev/null && systemctl stop "$svc" 2>/dev/null) || service "$svc" stop >/dev/null 2>&1 || true
 done
 

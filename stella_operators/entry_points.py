@@ -32,6 +32,9 @@ BUILT_IN: dict[str, dict[str, str]] = {
         "provenance": "stella_operators.gates.provenance.gate:ProvenanceGate",
         "security": "stella_operators.gates.security.gate:SecurityGate",
     },
+    "stella_operators.routers": {
+        "haproxy": "stella_operators.routing.haproxy:ROUTER_TYPE",
+    },
 }
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -11,18 +12,22 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Asset, Param, get_parsing_context
+from airflow.sdk import DAG, Asset, Param, TaskGroup, chain, get_parsing_context
+from airflow.task.trigger_rule import TriggerRule
 
 from stella_operators.dag_builder.sites import site_task_args
 from stella_operators.estate.loader import load_estate, load_estate_for_app
-from stella_operators.estate.models import Estate
+from stella_operators.estate.models import Environment, Estate
 from stella_operators.operators.gates import EvaluateGatesOperator
 from stella_operators.operators.promotion import (
     DeployReleaseOperator,
     RequestPromotionOperator,
+    RetirePreviousSetOperator,
+    RollBackIfLeftOperator,
     VerifyPromotionOperator,
 )
 from stella_operators.operators.release import CreateReleaseOperator
+from stella_operators.promotion.strategies import batch_count, policy_of
 from stella_operators.release.service import NAME_RE
 from stella_operators.sensors.approval import ApprovalSensor
 
@@ -169,10 +174,39 @@ def _promote_dag(estate: Estate, app: str, env_name: str, path: str) -> DAG:
         gates = EvaluateGatesOperator(task_id="gates", promotion_id=promo,
                                       freeze_override_reason="{{ params.freeze_override_reason or '' }}", **common)
         approval = ApprovalSensor(task_id="approval", promotion_id=promo, **common)
-        at_site = site_task_args(env)  # deploy and verify run where the targets are (remote sites)
-        deploy = DeployReleaseOperator(task_id="deploy", promotion_id=promo,
-                                       execution_timeout=timeout, **common, **at_site)
+        at_site = {**common, **site_task_args(env)}  # deploy, verify, retire run where the targets are
+        first, last = _deploy_tasks(env, promo, at_site, timeout)
         verify = VerifyPromotionOperator(task_id="verify", promotion_id=promo,
-                                         outlets=[verified_asset(app, env_name)], **common, **at_site)
-        request >> gates >> approval >> deploy >> verify
+                                         outlets=[verified_asset(app, env_name)], **at_site)
+        request >> gates >> approval >> first
+        last >> verify
+        if env.strategy == "blue_green":
+            verify >> RetirePreviousSetOperator(task_id="retire_previous_set", promotion_id=promo, **at_site)
     return dag
+
+
+def _deploy_tasks(env: Environment, promo: str, common: dict[str, Any], timeout: timedelta
+                  ) -> tuple[DeployReleaseOperator, DeployReleaseOperator]:
+    """One `deploy` task; a rolling environment with several batches gets a `deploy` task group
+    instead: one task per batch (the count is known from the estate), chained in order, plus a
+    `roll_back_if_left` task that runs only when a batch task failed for good (trigger rule
+    one_failed) and rolls back a deployment its dead tasks left unfinished. Per-target results are
+    in each batch task's log and XCom: the grid shows batches, not one task per host."""
+    n = batch_count(env)
+    if n == 1:
+        deploy = DeployReleaseOperator(task_id="deploy", promotion_id=promo, execution_timeout=timeout, **common)
+        return deploy, deploy
+    policy = policy_of(env)
+    with TaskGroup("deploy", tooltip=f"{env.strategy}: {n} batches", prefix_group_id=True):
+        tasks = []
+        for k, names in enumerate(policy.batches):
+            waves = math.ceil(len(names) / policy.max_unavailable)
+            tasks.append(DeployReleaseOperator(
+                task_id=f"batch_{k + 1}", promotion_id=promo, batch=k,
+                execution_timeout=timedelta(seconds=(env.deploy_timeout_s * waves) + policy.pause_s + 60),
+                doc_md=f"Batch {k + 1} of {n}: {', '.join(names)}", **common))
+        chain(*tasks)
+        # A leaf beside `verify`: skipped (fine for the run's state) unless a batch failed.
+        tasks >> RollBackIfLeftOperator(task_id="roll_back_if_left", promotion_id=promo,
+                                        trigger_rule=TriggerRule.ONE_FAILED, **common)
+    return tasks[0], tasks[-1]

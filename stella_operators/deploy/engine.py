@@ -29,8 +29,9 @@ from stella_operators.targets.contract import PreparedChange, Target, TargetPlan
 
 log = logging.getLogger(__name__)
 
-DeploymentStatus = Literal["deployed", "unchanged", "rolled_back", "failed"]
-TargetStatus = Literal["deployed", "unchanged", "rolled_back", "failed", "cancelled"]
+# `paused`, `skipped` and `pending` come from rolling deployments' on_failure (deploy/rollout.py).
+DeploymentStatus = Literal["deployed", "unchanged", "rolled_back", "failed", "paused"]
+TargetStatus = Literal["deployed", "unchanged", "rolled_back", "failed", "cancelled", "skipped", "pending"]
 
 
 @dataclass

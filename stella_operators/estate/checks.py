@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from stella_operators.entry_points import stella_entry_points
 from stella_operators.estate.models import Estate
+from stella_operators.routing.registry import RouterSettingsError, validate_router_settings
 from stella_operators.targets.registry import TARGETS_GROUP, TargetSettingsError, validate_settings
 
 TARGET_TYPES_GROUP = TARGETS_GROUP
@@ -51,6 +52,13 @@ def cross_check(estate: Estate) -> Iterator[tuple[Loc, str, str]]:
             yield loc, _p(loc), (f"the targets of environment {env.name!r} are in different sites ({where}); "
                                  "an environment deploys from one place: give them one site, or split the "
                                  "environment into one per site")
+        if env.blue_green is not None:
+            try:
+                validate_router_settings(env.blue_green.router.type, dict(env.blue_green.router.settings))
+            except RouterSettingsError as exc:
+                loc = ("environments", i, "blue_green", "router", *(("settings", *exc.path.split("."))
+                                                                     if exc.path else ("type",)))
+                yield loc, _p(loc), exc.message
     yield from _gates_and_approvals(estate)
     yield from _published_ports(estate)
     yield from _unsupported_runtime(estate)

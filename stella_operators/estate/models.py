@@ -98,16 +98,61 @@ class PromotionSchedule(_Strict):
     timezone: str = "UTC"
 
 
+class RollingSettings(_Strict):
+    """`strategy: rolling`: targets change batch by batch, in estate order (deploy/rollout.py)."""
+
+    batch_size: int | None = Field(None, ge=1, le=1024, description="targets per batch")
+    batch_percent: float | None = Field(
+        None, gt=0, le=100, description="targets per batch as a share of the environment (rounded up, >= 1)")
+    max_unavailable: int | None = Field(
+        None, ge=1, le=1024,
+        description="targets changed at once, counting targets a failure left unrestored; default: the batch "
+                    "size. Smaller than the batch size: a batch changes in waves of this many")
+    pause_s: float = Field(0, ge=0, le=86400, description="wait between batches")
+
+    @model_validator(mode="after")
+    def _one_size(self) -> RollingSettings:
+        if (self.batch_size is None) == (self.batch_percent is None):
+            raise ValueError("give exactly one of batch_size (targets) or batch_percent (share of the environment)")
+        return self
+
+
+class RouterConfig(_Strict):
+    """The router in front of the targets (routing/registry.py lists the types and their settings)."""
+
+    type: Name = Field(description="router type, e.g. haproxy")
+    settings: dict[str, Any] = Field(default_factory=dict, description="settings of the router type")
+
+
+class BlueGreenSettings(_Strict):
+    """`strategy: blue_green`: two target groups; the idle one gets the release, then traffic switches."""
+
+    groups: tuple[Name, Name] = Field(("blue", "green"), description="the two target groups (targets' `group`)")
+    router: RouterConfig
+    switch_back_s: float = Field(
+        300, ge=0, le=7 * 86400,
+        description="the previous set keeps running this long after the switch (instant switch-back), then "
+                    "its workloads are removed")
+    ready_timeout_s: float = Field(60, gt=0, le=3600, description="wait this long for the router to see the "
+                                                                  "new set healthy before switching")
+
+
 class Environment(_Strict):
     name: Name
     requires: list[Name] | None = Field(
         None, description="environments a release must be verified in first; default: the previous one")
     targets: list[TargetConfig] = Field(min_length=1)
-    strategy: Literal["all_at_once"] = "all_at_once"
+    strategy: Literal["all_at_once", "rolling", "blue_green"] = "all_at_once"
+    rolling: RollingSettings | None = Field(None, description="settings of `strategy: rolling` (required there)")
+    blue_green: BlueGreenSettings | None = Field(
+        None, description="settings of `strategy: blue_green` (required there)")
     max_parallel: int = Field(4, ge=1, le=256)
     deploy_timeout_s: float = Field(900, gt=0, le=86400)
     health_timeout_s: float = Field(60, gt=0, le=3600)
-    on_failure: Literal["rollback"] = "rollback"
+    on_failure: Literal["rollback", "pause", "continue"] = Field(
+        "rollback", description="a batch failed (rolling only for pause/continue): rollback = restore every target "
+                                "changed so far; pause = stop, keep the finished batches, record the rest for a "
+                                "human; continue = skip the failed targets (restored) and go on")
     auto_promote: bool = Field(False, description="run when the upstream environment verifies a release")
     approvals: ApprovalRequirement | None = None
     schedule: PromotionSchedule | None = None
@@ -124,6 +169,32 @@ class Environment(_Strict):
     lock_lease_s: float = Field(
         120, ge=10, le=3600, description="the deploy lock's lease: renewed while deploying; a lock not renewed "
                                          "for this long (the worker died) is taken over and its deployment rolled back")
+
+
+    @model_validator(mode="after")
+    def _strategy_settings(self) -> Environment:
+        for name in ("rolling", "blue_green"):
+            given = getattr(self, name) is not None
+            if given and self.strategy != name:
+                raise ValueError(f"`{name}:` settings are only read with `strategy: {name}` (this environment uses "
+                                 f"{self.strategy}); remove them or change the strategy")
+            if self.strategy == name and not given:
+                raise ValueError(f"`strategy: {name}` needs a `{name}:` block")
+        if self.on_failure != "rollback" and self.strategy != "rolling":
+            raise ValueError(f"on_failure: {self.on_failure} needs strategy: rolling; {self.strategy} changes its "
+                             "targets all or nothing, so a failure always rolls back")
+        if self.blue_green is not None:
+            a, b = self.blue_green.groups
+            if a == b:
+                raise ValueError(f"blue_green.groups names the group {a} twice; name two different target groups")
+            for g in (a, b):
+                if not any(t.group == g for t in self.targets):
+                    raise ValueError(f"blue_green group {g} has no targets; set `group: {g}` on its targets")
+            stray = [t.name for t in self.targets if t.group not in (a, b)]
+            if stray:
+                raise ValueError(f"targets {', '.join(stray)} are in neither blue_green group ({a}, {b}); give "
+                                 "each target `group:` one of them")
+        return self
 
 
 def environment_site(env: Environment) -> str | None:

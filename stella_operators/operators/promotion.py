@@ -94,16 +94,21 @@ class DeployReleaseOperator(PromotionStepOperator):
     the deployment rolls back too.
 
     :param promotion_id: templated; normally ``{{ ti.xcom_pull(task_ids='request') }}``.
+    :param batch: rolling environments: the batch this task deploys (0-based; the DAG has one task
+        per batch, chained). Batch 0 takes the lock and reads every target; later batches take it
+        again and renew it (promotion/batches.py). None: the whole deployment in this task.
     """
 
     template_fields = (*StellaBaseOperator.template_fields, "promotion_id")
 
-    def __init__(self, *, promotion_id: str, lock_poll_interval: float = 2.0, **kwargs: Any):
+    def __init__(self, *, promotion_id: str, lock_poll_interval: float = 2.0, batch: int | None = None,
+                 **kwargs: Any):
         kwargs.setdefault("retries", 1)
         kwargs.setdefault("retry_delay", timedelta(seconds=5))
         super().__init__(**kwargs)
         self.promotion_id = promotion_id
         self.lock_poll_interval = lock_poll_interval
+        self.batch = batch
         self._deploying = False
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -120,8 +125,14 @@ class DeployReleaseOperator(PromotionStepOperator):
         holder = f"{self.dag_id}/{getattr(run, 'run_id', '')}/try-{getattr(ti, 'try_number', 1)}"
         self._deploying = True
         try:
-            outcome = deploy_promotion(self.estate, self.ledger, self.signing_key, self.promotion_id, build_target,
-                                       holder=holder)
+            if self.batch:  # batches 2..N: the lock and the previous digests come from batch 1
+                from stella_operators.promotion.batches import deploy_batch
+
+                outcome = deploy_batch(self.estate, self.ledger, self.signing_key, self.promotion_id, build_target,
+                                       self.batch, holder=holder)
+            else:
+                outcome = deploy_promotion(self.estate, self.ledger, self.signing_key, self.promotion_id,
+                                           build_target, holder=holder, batch=self.batch)
         except DeploymentFailed as exc:  # rolled back and recorded: a retry would not change the verdict
             raise AirflowFailException(str(exc)) from None
         except FrozenAtDeploy as exc:
@@ -134,9 +145,26 @@ class DeployReleaseOperator(PromotionStepOperator):
             return self._wait_for_lock(exc.holder)
         finally:
             self._deploying = False
-        for t in outcome.targets:
-            self.log.info("%s: %s %s", t.target, t.status, t.timings_ms)
-        return {"status": outcome.status, "targets": {t.target: t.status for t in outcome.targets}}
+        return self._report(outcome)
+
+    def _report(self, outcome: Any) -> dict[str, Any]:
+        """One log line per target of this task (its batch), and the same as XCom for the grid."""
+        mine = {t.target: t for t in outcome.targets}
+        if self.batch is not None:
+            from stella_operators.promotion.strategies import policy_of
+
+            names = policy_of(self.estate.environment(self.environment)).batches[self.batch]
+            mine = {n: mine[n] for n in names if n in mine}
+            self.log.info("batch %d: %s", self.batch + 1, ", ".join(names))
+        for t in mine.values():
+            self.log.info("%s: %s %s%s", t.target, t.status, t.timings_ms, f" ({t.error})" if t.error else "")
+        result: dict[str, Any] = {"status": outcome.status, "targets": {n: t.status for n, t in mine.items()}}
+        if self.batch is not None:
+            result["batch"] = self.batch + 1
+        for extra in ("group", "previous_group", "skipped"):
+            if getattr(outcome, extra, None):
+                result[extra] = getattr(outcome, extra)
+        return result
 
     def on_kill(self) -> None:
         """Called by the task runner on SIGTERM and after an execution timeout. While deploying, the
@@ -207,3 +235,55 @@ class VerifyPromotionOperator(PromotionStepOperator):
                 "release_id": result["release_id"], "release_name": result["release_name"],
                 "content_hash": result["content_hash"], "promotion_id": self.promotion_id}
         return result
+
+
+class RollBackIfLeftOperator(PromotionStepOperator):
+    """Runs when a deploy batch task failed for good (trigger rule ``one_failed``): if the promotion
+    is still ``deploying`` or ``verifying`` (its tasks died and their retries too), roll every host
+    back from the ledger and end it. A promotion a batch already ended is left as it is."""
+
+    template_fields = (*StellaBaseOperator.template_fields, "promotion_id")
+
+    def __init__(self, *, promotion_id: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.promotion_id = promotion_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from stella_operators.promotion.recovery import roll_back_promotion
+
+        report = roll_back_promotion(self.estate, self.ledger, self.signing_key, self.promotion_id, build_target,
+                                     reason="a deploy batch task failed and left the deployment unfinished")
+        self.log.info("promotion %s: %s (%s)", self.promotion_id, report.status, report.reason)
+        return {"status": report.status, "not_restored": report.not_restored}
+
+
+class RetirePreviousSetOperator(PromotionStepOperator):
+    """Blue-green: once the switch-back window has passed (waiting deferred, no worker slot), take
+    the previous set out of the router and remove its workloads -- only if it still gets no traffic
+    and runs what it ran at the switch (promotion/retire.py)."""
+
+    template_fields = (*StellaBaseOperator.template_fields, "promotion_id")
+
+    def __init__(self, *, promotion_id: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.promotion_id = promotion_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from stella_operators.promotion.retire import retire_due_at
+
+        due = retire_due_at(self.estate, self.ledger, self.promotion_id)
+        if due is not None and due > datetime.now(UTC):
+            from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+            moment = max(due, datetime.now(UTC) + timedelta(seconds=MIN_WAIT_S))
+            self.log.info("the previous set stays for switch-back until %s; waiting (deferred)", moment.isoformat())
+            self.defer(trigger=DateTimeTrigger(moment=moment), method_name="execute_after_window")
+        return self.execute_after_window(context)
+
+    def execute_after_window(self, context: Any, event: Any = None) -> dict[str, Any]:
+        from stella_operators.promotion.retire import retire_previous_set
+
+        result = retire_previous_set(self.estate, self.ledger, self.promotion_id, build_target)
+        self.log.info("retired %s: removed %s; left alone %s; problems %s", result.group, result.removed,
+                      result.skipped, result.errors)
+        return {"group": result.group, "removed": result.removed, "skipped": result.skipped, "errors": result.errors}

@@ -12,12 +12,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from stella_operators.deploy.blue_green import switch_back
 from stella_operators.deploy.planner import plan_deployment
 from stella_operators.deploy.rollback import RestoreResult, restore_targets
-from stella_operators.estate.models import Estate
+from stella_operators.estate.models import Environment, Estate
 from stella_operators.evidence.recorder import record_evidence
 from stella_operators.ledger.records import DeploymentStatus
+from stella_operators.promotion import strategies
 from stella_operators.promotion.state import PromotionStatus as S
+from stella_operators.routing.contract import RouterError
 
 if TYPE_CHECKING:
     from stella_operators.evidence.keys import SigningKey
@@ -62,6 +65,7 @@ def roll_back_promotion(estate: Estate, ledger: DeployLedger, key: SigningKey, p
     running = [d for d in ledger.deployments_for(promotion_id) if d.status == DeploymentStatus.RUNNING]
     results: list[RestoreResult] = []
     for dep in running:
+        results += _send_traffic_back(env, ledger, dep.id)
         plans = plan_deployment(estate, release, environment=env.name, promotion_id=promotion_id,
                                 deployment_id=dep.id)
         items: list[tuple[Target, TargetPlan, dict[str, str | None]]] = []
@@ -104,3 +108,25 @@ def roll_back_promotion(estate: Estate, ledger: DeployLedger, key: SigningKey, p
     log.warning("promotion %s %s: %s%s", promotion_id, status, reason,
                 f" (not restored: {', '.join(not_restored)})" if not_restored else "")
     return RollbackReport(promotion_id, str(status), reason, not_restored, results)
+
+
+def _send_traffic_back(env: Environment, ledger: DeployLedger, deployment_id: str) -> list[RestoreResult]:
+    """Blue-green: if the deployment had moved traffic (its switch is recorded before traffic
+    moves), send it back to the previous set -- still running, kept for this -- before the new set
+    is restored. Without a previous set, the new set only leaves service."""
+    if env.strategy != "blue_green":
+        return []
+    switch = strategies.switch_of(ledger, deployment_id)
+    if switch is None:
+        return []
+    router = strategies.router_of(env)
+    try:
+        if switch.get("previous_group"):
+            dist = switch_back(router, strategies.route_of(env), switch["previous_group"])
+            log.warning("deployment %s: traffic sent back to %s: %s", deployment_id, switch["previous_group"], dist)
+        else:
+            router.configure(strategies.route_of(env))
+            router.disable(switch["group"])
+    except RouterError as exc:
+        return [RestoreResult(router.name, f"{router.name}: could not send the traffic back: {exc}")]
+    return []

@@ -12,15 +12,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from stella_operators.deploy.engine import (
-    DeploymentOutcome,
-    TargetOutcome,
-    TargetStatus,
-    run_deployment,
-)
+from stella_operators.deploy.engine import DeploymentOutcome, TargetOutcome, TargetStatus
 from stella_operators.deploy.planner import plan_deployment
 from stella_operators.deploy.rollback import finalize_targets
-from stella_operators.estate.models import Estate, TargetConfig
+from stella_operators.estate.models import Environment, Estate, TargetConfig
 from stella_operators.evidence.recorder import record_evidence
 from stella_operators.ledger.records import DeploymentStatus
 from stella_operators.promotion.freeze_check import check_freeze_at_deploy
@@ -28,6 +23,13 @@ from stella_operators.promotion.lease import LeaseKeeper
 from stella_operators.promotion.recovery import roll_back_promotion, target_address
 from stella_operators.promotion.state import TERMINAL_STATUSES
 from stella_operators.promotion.state import PromotionStatus as S
+from stella_operators.promotion.strategies import (
+    batch_count,
+    later_targets,
+    policy_of,
+    run_strategy,
+    targets_to_verify,
+)
 from stella_operators.release.model import Release
 from stella_operators.targets.contract import Target
 
@@ -125,7 +127,7 @@ def request_promotion(estate: Estate, ledger: PromotingLedger, req: PromotionReq
 
 
 def deploy_promotion(estate: Estate, ledger: DeployLedger, key: SigningKey, promotion_id: str,
-                     targets: TargetFactory, *, holder: str = "") -> DeploymentOutcome:
+                     targets: TargetFactory, *, holder: str = "", batch: int | None = None) -> DeploymentOutcome:
     """Deploy an approved promotion to every target of its environment; roll back on any failure.
 
     - a freeze window active now: FrozenAtDeploy (`at_deploy: wait`) or DeploymentFailed (`fail`);
@@ -135,6 +137,8 @@ def deploy_promotion(estate: Estate, ledger: DeployLedger, key: SigningKey, prom
       `rolled_back` and raises DeploymentFailed; `verifying` or `deployed`: nothing to do;
     - interrupted (time-out, kill) while deploying: rolls back, then re-raises.
     On success the promotion is `verifying` and still holds the lock (verify_promotion releases it).
+    `batch=0` (rolling, one DAG task per batch): run the first batch only; the promotion stays
+    `deploying` with the lock held for the next batches (promotion/batches.py).
     """
     promo = ledger.get_promotion(promotion_id)
     env = estate.environment(promo.environment)
@@ -160,7 +164,7 @@ def deploy_promotion(estate: Estate, ledger: DeployLedger, key: SigningKey, prom
                                f"{_said(report)}")
     with LeaseKeeper(ledger, promo.app, env.name, promotion_id, scope=env.lock_scope, lease_s=env.lock_lease_s):
         try:
-            return _deploy_locked(estate, ledger, key, promo, targets)
+            return _deploy_locked(estate, ledger, key, promo, targets, batch)
         except DeploymentFailed:
             raise
         except BaseException as exc:  # interrupted (AirflowTaskTimeout, DeploymentInterrupted) or a bug
@@ -206,7 +210,7 @@ def _recorded_outcome(ledger: DeploymentBook, promotion_id: str) -> DeploymentOu
 
 
 def _deploy_locked(estate: Estate, ledger: DeployLedger, key: SigningKey, promo: Promotion,
-                   targets: TargetFactory) -> DeploymentOutcome:
+                   targets: TargetFactory, batch: int | None) -> DeploymentOutcome:
     promotion_id = promo.id
     release = ledger.get_release(promo.release_id)
     release.check_integrity()
@@ -237,9 +241,29 @@ def _deploy_locked(estate: Estate, ledger: DeployLedger, key: SigningKey, promo:
     deployment_id = ledger.start_deployment(promotion_id, env.strategy, previous=before)
     plans = plan_deployment(estate, release, environment=env.name, promotion_id=promotion_id,
                             deployment_id=deployment_id)
-    outcome = run_deployment(list(zip(connected, plans, strict=True)), max_parallel=env.max_parallel,
-                             timeout_s=env.deploy_timeout_s, finalize=False)
-    for t in outcome.targets:
+    pairs = list(zip(connected, plans, strict=True))
+    if batch is not None:  # the first batch of several: its targets only (all were read above)
+        first = set(_batch_targets(env, batch))
+        pairs = [(t, p) for t, p in pairs if t.name in first]
+    outcome = run_strategy(env, ledger, deployment_id, pairs, batch=batch)
+    return settle_outcome(estate, ledger, key, promo, release, deployment_id, outcome, targets, batch=batch,
+                          previous_release=previous_release)
+
+
+def _batch_targets(env: Environment, batch: int) -> list[str]:
+    return list(policy_of(env).batches[batch])
+
+
+def settle_outcome(estate: Estate, ledger: DeployLedger, key: SigningKey, promo: Promotion, release: Release,
+                   deployment_id: str, outcome: DeploymentOutcome, targets: TargetFactory, *, batch: int | None,
+                   previous_release: Release | None, earlier_batches_changed: bool = False) -> DeploymentOutcome:
+    """Record what the strategy did and move the promotion on: `verifying` (the last batch, or the
+    whole deployment, succeeded), still `deploying` (more batches to come), `failed` (paused, with
+    what is left for a human) or rolled back."""
+    promotion_id = promo.id
+    env = estate.environment(promo.environment)
+    ran = [t for t in outcome.targets if batch is None or t.target in _batch_targets(env, batch)]
+    for t in ran:
         ledger.add_target_result(deployment_id, t.target, t.status, digests=t.digests_after,
                                  timings=t.timings_ms, log="\n".join(t.log), sticker=None)
     content: dict[str, Any] = {
@@ -249,13 +273,30 @@ def _deploy_locked(estate: Estate, ledger: DeployLedger, key: SigningKey, promo:
                      "digests": previous_release.digests()}
         if previous_release else None,
         "targets": [{"target": t.target, "status": t.status, "before": t.digests_before,
-                     "after": t.digests_after, "error": t.error} for t in outcome.targets],
+                     "after": t.digests_after, "error": t.error} for t in ran],
         "error": outcome.error,
     }
+    if batch is not None:
+        content["batch"] = batch + 1
+    for extra in ("skipped", "group", "previous_group"):
+        if getattr(outcome, extra, None):
+            content[extra] = getattr(outcome, extra)
     if outcome.status in ("deployed", "unchanged"):
+        if batch is not None and batch < batch_count(env) - 1:
+            return outcome  # the next batch task goes on, under the same lock
         # The deployment stays `running` (old workloads kept, lock held) until verification.
         ledger.transition(promotion_id, S.VERIFYING, actor="stella")
         return outcome
+    if outcome.status == "paused":
+        _end_paused(ledger, key, promo, release, deployment_id, outcome, content,
+                    pending=list(getattr(outcome, "pending", [])) + later_targets(env, batch))
+    if earlier_batches_changed:  # earlier batch tasks changed hosts: restore all from the ledger
+        ledger.audit("stella", "deployment.batch_failed", f"deployment:{deployment_id}",
+                     {"batch": (batch or 0) + 1, "error": outcome.error})
+        report = roll_back_promotion(estate, ledger, key, promotion_id, targets,
+                                     reason=f"batch {(batch or 0) + 1} failed: {outcome.error}")
+        raise DeploymentFailed(f"deployment {deployment_id}: batch {(batch or 0) + 1} failed: {outcome.error}; "
+                               f"{_said(report)}")
     if outcome.not_restored:
         content["not_restored"] = outcome.not_restored
     evidence_type = "rollback" if outcome.status == "rolled_back" else "deployment"
@@ -270,6 +311,26 @@ def _deploy_locked(estate: Estate, ledger: DeployLedger, key: SigningKey, promo:
     raise DeploymentFailed(f"deployment {deployment_id} {outcome.status}: {outcome.error}")
 
 
+def _end_paused(ledger: DeployLedger, key: SigningKey, promo: Promotion, release: Release, deployment_id: str,
+                outcome: DeploymentOutcome, content: dict[str, Any], *, pending: list[str]) -> None:
+    """on_failure: pause. Finished batches keep the release; the rest is recorded for a human, who
+    promotes again (finishes the rollout) or rolls back. The promotion ends `failed`, lock released."""
+    env_name = promo.environment
+    content.update({"status": "paused", "pending": pending, "not_restored": outcome.not_restored})
+    ledger.finish_deployment(deployment_id, DeploymentStatus.FAILED, error=outcome.error)
+    record_evidence(ledger, key, "deployment", release, content, promotion_id=promo.id)
+    ledger.transition(promo.id, S.FAILED, actor="stella",
+                      detail={"paused": True, "pending": pending, "error": outcome.error,
+                              **({"not_restored": outcome.not_restored} if outcome.not_restored else {})})
+    lock = next((lk for lk in ledger.locks_held_by(promo.id) if lk.environment == env_name), None)
+    if lock is not None:
+        ledger.release_deploy_lock(promo.app, env_name, promo.id,
+                                   scope="environment" if lock.app == "*" else "app", actor="stella")
+    raise DeploymentFailed(f"deployment {deployment_id} paused: {outcome.error}; left for a human: "
+                           f"{', '.join(pending) or 'nothing'} (they run their previous release: promote again "
+                           "to finish the rollout, or roll back)")
+
+
 def verify_promotion(estate: Estate, ledger: DeployLedger, key: SigningKey, promotion_id: str,
                      targets: TargetFactory) -> dict[str, Any]:
     """Read facts on every target; all must run exactly the release digests. Then `deployed`, the old
@@ -278,8 +339,8 @@ def verify_promotion(estate: Estate, ledger: DeployLedger, key: SigningKey, prom
     release = ledger.get_release(promo.release_id)
     env = estate.environment(promo.environment)
     want = release.digests()
-    result = {"release_id": release.id, "release_name": release.name, "environment": env.name,
-              "content_hash": release.content_hash, "digests": want}
+    result: dict[str, Any] = {"release_id": release.id, "release_name": release.name, "environment": env.name,
+                              "content_hash": release.content_hash, "digests": want}
     if promo.status == S.DEPLOYED:  # a retry after the work was done
         return result
     if promo.status != S.VERIFYING:
@@ -290,15 +351,21 @@ def verify_promotion(estate: Estate, ledger: DeployLedger, key: SigningKey, prom
         assert claim.holder is not None  # a refused claim names the lock's holder
         raise DeploymentFailed(f"promotion {promotion_id} lost its deploy lock to promotion "
                                f"{claim.holder.promotion_id}; it will be rolled back by that promotion")
-    observed, problems, bound = {}, [], []
-    for t in env.targets:
+    running = [d for d in ledger.deployments_for(promotion_id) if d.status == DeploymentStatus.RUNNING]
+    # Rolling + continue leaves skipped targets on their previous release; blue-green keeps the
+    # previous set running for the switch-back window: neither must run the release.
+    to_check, left_out = targets_to_verify(env, ledger, running[-1] if running else None)
+    observed: dict[str, dict[str, str | None]] = {}
+    problems: list[str] = []
+    bound: list[tuple[Target, str]] = []
+    for t in to_check:
         try:
             target = targets(t)
             facts = target.facts(release.app)
         except Exception as exc:  # noqa: BLE001 - cannot look: not verified
             problems.append(f"{t.name}: cannot read facts: {exc}")
             continue
-        bound.append(target)
+        bound.append((target, t.name))
         got = facts.digests()
         observed[t.name] = got
         for comp, digest in want.items():
@@ -310,16 +377,17 @@ def verify_promotion(estate: Estate, ledger: DeployLedger, key: SigningKey, prom
             problems.append(f"{t.name} carries no sticker for the digest set {release.content_hash}")
     content = {"environment": env.name, "promotion_id": promotion_id, "observed": observed,
                "status": "verified" if not problems else "verification_failed", "problems": problems}
+    if left_out:
+        content["not_checked"] = left_out
     record_evidence(ledger, key, "deployment", release, content, promotion_id=promotion_id)
     if problems:
         report = roll_back_promotion(estate, ledger, key, promotion_id, targets,
                                      reason="verification failed: " + "; ".join(problems))
         raise DeploymentFailed("verification failed: " + "; ".join(problems) + f"; {_said(report)}")
-    running = [d for d in ledger.deployments_for(promotion_id) if d.status == DeploymentStatus.RUNNING]
     if running:
-        plans = plan_deployment(estate, release, environment=env.name, promotion_id=promotion_id,
-                                deployment_id=running[-1].id)
-        for problem in finalize_targets(list(zip(bound, plans, strict=True))):
+        plans = {p.target: p for p in plan_deployment(estate, release, environment=env.name,
+                                                      promotion_id=promotion_id, deployment_id=running[-1].id)}
+        for problem in finalize_targets([(target, plans[name]) for target, name in bound]):
             ledger.audit("stella", "deployment.finalize_failed", f"deployment:{running[-1].id}", {"problem": problem})
         for dep in running:
             ledger.finish_deployment(dep.id, DeploymentStatus.SUCCEEDED)
