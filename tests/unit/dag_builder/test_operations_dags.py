@@ -79,3 +79,11 @@ def test_a_bad_drift_block_is_an_estate_error(tmp_path, drift, problem):
     with pytest.raises(EstateError, match="drift") as exc:
         load_estate(path)
     assert problem in str(exc.value)
+
+
+@pytest.mark.parametrize("dag_id", ["stella_rollback__shop__prod", "stella_drift__shop__dev"])
+def test_a_task_start_builds_only_its_rollback_or_drift_dag(tmp_path, monkeypatch, dag_id):
+    path = tmp_path / "estate.yaml"
+    path.write_text(ESTATE)
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", dag_id)
+    assert list(build_estate_dags(path)) == [dag_id]
