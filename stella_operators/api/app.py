@@ -221,6 +221,16 @@ def release_board(user: GetUserDep, limit: int = Query(30, ge=1, le=500)) -> dic
     return board(_estate(), _ledger(), limit)
 
 
+@app.get("/api/v1/drift")
+def drift_checks(user: GetUserDep) -> dict[str, Any]:
+    """The last drift check of every app in every environment (null: never checked)."""
+    from stella_operators.drift.service import last_drift_check
+
+    estate, ledger = _estate(), _ledger()
+    return {"checks": [{"app": a.name, "environment": e.name, "last": last_drift_check(ledger, a.name, e.name)}
+                       for a in estate.apps for e in estate.app_environments(a.name)]}
+
+
 @app.get("/ui/releases", response_class=HTMLResponse)
 def releases_page(user: GetUserDep) -> str:
     return RELEASES_PAGE

@@ -169,6 +169,8 @@ function cell(c){
   if (c === null) return '<td>-</td>';
   let h = '<td>' + (c.name ? '<b>'+esc(c.name)+'</b>' : '<span class="muted">no verified release</span>');
   if (c.degraded) h += ' <span class="degraded">degraded</span><div class="err t">'+c.problems.map(esc).join('<br>')+'</div>';
+  if (c.drift) h += '<div class="t'+(c.drift.status === 'drift' && !c.drift.superseded ? ' err' : ' muted')+'">drift check '+
+    esc(when(c.drift.checked_at))+': '+(c.drift.status === 'ok' ? 'no drift' : 'DRIFT'+(c.drift.superseded ? ' (since redeployed)' : ''))+'</div>';
   h += c.components.map(x => '<div><code>'+esc(x.name)+' '+esc(x.tag||'')+' '+esc(x.digest)+'</code></div>').join('');
   return h + c.targets.map(target).join('') + '</td>';
 }

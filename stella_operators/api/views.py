@@ -17,6 +17,7 @@ from stella_operators.api.sentences import (
 )
 from stella_operators.approvals.policy import DUPLICATE, Approver, eligibility
 from stella_operators.approvals.service import approval_state, effective_requirement
+from stella_operators.drift.service import last_drift_check
 from stella_operators.evidence.envelope import Verification, verify_evidence
 from stella_operators.evidence.trust import TrustStore, TrustStoreError
 from stella_operators.promotion.overrides import change_sentence, manual_changes
@@ -211,9 +212,12 @@ def environment_cell(estate: Estate, ledger: ReadLedger, app: str, env_name: str
     """The board cell: the release the environment last verified, each target's state, degraded or not."""
     rel = ledger.deployed_release(app, env_name)
     targets = target_states(estate, ledger, app, env_name, recent)
-    if rel is None and all(t["result"] is None for t in targets):
+    drift = last_drift_check(ledger, app, env_name)
+    if rel is None and all(t["result"] is None for t in targets) and drift is None:
         return None
     problems = []
+    if drift is not None and drift["status"] == "drift" and not drift["superseded"]:
+        problems.append(f"drift found {drift['checked_at']}: " + "; ".join(drift["findings"]))
     for t in targets:
         if t["result"] is None:
             continue
@@ -226,7 +230,7 @@ def environment_cell(estate: Estate, ledger: ReadLedger, app: str, env_name: str
     releases_seen = {t["release"] for t in targets if t["result"] is not None}
     if len(releases_seen) > 1 and not problems:
         problems.append("its targets run different releases: " + ", ".join(sorted(str(r) for r in releases_seen)))
-    cell: dict[str, Any] = {"targets": targets, "degraded": bool(problems), "problems": problems}
+    cell: dict[str, Any] = {"targets": targets, "degraded": bool(problems), "problems": problems, "drift": drift}
     if rel is not None:
         cell.update({"release_id": rel.id, "name": rel.name, "content_hash": rel.content_hash,
                      "components": [{"name": c.name, "ref": c.ref, "tag": c.tag, "digest": c.digest}

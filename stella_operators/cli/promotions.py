@@ -37,6 +37,11 @@ def cmd_status(args) -> int:
             if cell["degraded"]:
                 shown += "  DEGRADED: " + "; ".join(cell["problems"])
             print(f"{app.name:20} {env.name:12} {shown}")
+            drift = cell.get("drift")
+            if drift is not None:
+                said = "no drift" if drift["status"] == "ok" else "DRIFT: " + "; ".join(drift["findings"])
+                print(f"{'':20}   drift check at {drift['checked_at']}: {said}"
+                      + (" (since redeployed)" if drift["superseded"] and drift["status"] == "drift" else ""))
             for t in cell["targets"]:
                 if t["result"] is None:
                     print(f"{'':20}   {t['target']:12} nothing deployed yet")

@@ -12,12 +12,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Asset, Param, TaskGroup, chain, get_parsing_context
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, Asset, CronTriggerTimetable, Param, TaskGroup, chain, get_parsing_context
 from airflow.task.trigger_rule import TriggerRule
 
 from stella_operators.dag_builder.sites import site_task_args
 from stella_operators.estate.loader import load_estate, load_estate_for_app
 from stella_operators.estate.models import Environment, Estate
+from stella_operators.operators.drift import CheckDriftOperator
 from stella_operators.operators.gates import EvaluateGatesOperator
 from stella_operators.operators.promotion import (
     DeployReleaseOperator,
@@ -27,6 +29,11 @@ from stella_operators.operators.promotion import (
     VerifyPromotionOperator,
 )
 from stella_operators.operators.release import CreateReleaseOperator
+from stella_operators.operators.rollback import (
+    RecordRollbackOperator,
+    RequestRollbackOperator,
+    RollbackPathOperator,
+)
 from stella_operators.promotion.strategies import batch_count, policy_of
 from stella_operators.release.service import NAME_RE
 from stella_operators.sensors.approval import ApprovalSensor
@@ -46,6 +53,14 @@ def promote_dag_id(app: str, env: str) -> str:
     return f"stella_promote__{app}__{env}"
 
 
+def rollback_dag_id(app: str, env: str) -> str:
+    return f"stella_rollback__{app}__{env}"
+
+
+def drift_dag_id(app: str, env: str) -> str:
+    return f"stella_drift__{app}__{env}"
+
+
 def verified_asset(app: str, env: str) -> Asset:
     """Event: a release of `app` was deployed and verified in `env` (extra carries the release)."""
     return Asset(name=f"stella__{app}__{env}__verified", uri=f"stella://{app}/{env}", group="stella")
@@ -53,7 +68,8 @@ def verified_asset(app: str, env: str) -> Asset:
 
 # App and environment names are `[a-z][a-z0-9-]*` (no "_"), so "__" splits a DAG id unambiguously.
 _DAG_ID_RE = re.compile(
-    r"^stella_(?:release__(?P<rapp>[a-z][a-z0-9-]*)|promote__(?P<papp>[a-z][a-z0-9-]*)__[a-z][a-z0-9-]*)$")
+    r"^stella_(?:release__(?P<rapp>[a-z][a-z0-9-]*)"
+    r"|(?:promote|rollback|drift)__(?P<papp>[a-z][a-z0-9-]*)__[a-z][a-z0-9-]*)$")
 
 
 def app_of_dag_id(dag_id: str) -> str | None:
@@ -101,6 +117,8 @@ def _dag_builders(estate: Estate, app: str, path: str) -> dict[str, Callable[[],
     out: dict[str, Callable[[], DAG]] = {release_dag_id(app): partial(_release_dag, estate, app, path)}
     for env in estate.app_environments(app):
         out[promote_dag_id(app, env.name)] = partial(_promote_dag, estate, app, env.name, path)
+        out[rollback_dag_id(app, env.name)] = partial(_rollback_dag, estate, app, env.name, path)
+        out[drift_dag_id(app, env.name)] = partial(_drift_dag, estate, app, env.name, path)
     return out
 
 
@@ -210,3 +228,66 @@ def _deploy_tasks(env: Environment, promo: str, common: dict[str, Any], timeout:
         tasks >> RollBackIfLeftOperator(task_id="roll_back_if_left", promotion_id=promo,
                                         trigger_rule=TriggerRule.ONE_FAILED, **common)
     return tasks[0], tasks[-1]
+
+
+def _rollback_dag(estate: Estate, app: str, env_name: str, path: str) -> DAG:
+    """Redeploy an earlier release verified in this environment, through the promotion's deploy
+    engine, lock and recovery; gates and approvals unless `emergency`; signed evidence always."""
+    env = estate.environment(env_name)
+    params = {
+        # Free text, checked against the ledger when the run starts (the trigger form is built at
+        # parse time, when the ledger is not read): a release not verified here fails the run at
+        # once, naming the releases one may choose.
+        "release": Param(None, type=["null", "string"], title="Release to return to (optional)",
+                         description=f"Name or id of a release verified in {env_name} before. Empty: the last "
+                                     "release verified here before the current one"),
+        "reason": Param(type="string", minLength=3, pattern=REASON_PATTERN, title="Reason",
+                        description="Why; goes into the evidence (white space alone is refused)"),
+        "emergency": Param(False, type="boolean", title="Emergency",
+                           description="Skip the gates and approvals (recorded as signed override evidence); "
+                                       "the deployment, verification and evidence are never skipped"),
+    }
+    timeout = timedelta(seconds=env.deploy_timeout_s + 60)
+    with DAG(dag_id=rollback_dag_id(app, env_name), schedule=None, start_date=START, catchup=False,
+             params=params, max_active_runs=1, tags=["stella", f"app:{app}", f"env:{env_name}", "rollback"],
+             description=f"Roll {app} in {env_name} back to an earlier verified release",
+             doc_md=f"Return **{app}** in **{env_name}** to the exact digests of a release verified there before "
+                    "(default: the one before the current). Same deploy lock, engine and recovery as a "
+                    "promotion; a signed `rollback` record names the state left and the state returned to.") as dag:
+        common: dict[str, Any] = {"estate_path": path, "app": app, "environment": env_name}
+        request = RequestRollbackOperator(task_id="request", release="{{ params.release or '' }}",
+                                          reason="{{ params.reason }}", emergency="{{ params.emergency }}", **common)
+        promo = "{{ ti.xcom_pull(task_ids='request') }}"
+        path_ = RollbackPathOperator(task_id="path", promotion_id=promo, gates_task="gates",
+                                     emergency_task="emergency")
+        gates = EvaluateGatesOperator(task_id="gates", promotion_id=promo, **common)
+        approval = ApprovalSensor(task_id="approval", promotion_id=promo, **common)
+        emergency = EmptyOperator(task_id="emergency", doc_md="Emergency mode: gates and approvals skipped "
+                                                              "(signed override evidence from `request`).")
+        at_site = {**common, **site_task_args(env)}  # the steps that touch targets run where they are
+        deploy = DeployReleaseOperator(task_id="deploy", promotion_id=promo, execution_timeout=timeout,
+                                       trigger_rule="none_failed_min_one_success", **at_site)
+        # No outlet: a rollback must not start the automatic promotion of an older release downstream.
+        verify = VerifyPromotionOperator(task_id="verify", promotion_id=promo, **at_site)
+        record = RecordRollbackOperator(task_id="evidence", promotion_id=promo, trigger_rule="all_done", **common)
+        request >> path_ >> [gates, emergency]
+        gates >> approval >> deploy
+        emergency >> deploy >> verify >> record
+    return dag
+
+
+def _drift_dag(estate: Estate, app: str, env_name: str, path: str) -> DAG:
+    """Compare every target with the release last verified here, on the environment's `drift`
+    schedule (none: only when triggered). Drift fails the run and is recorded; nothing is fixed."""
+    env = estate.environment(env_name)
+    schedule = (CronTriggerTimetable(env.drift.schedule, timezone=env.drift.timezone)
+                if env.drift is not None else None)
+    with DAG(dag_id=drift_dag_id(app, env_name), schedule=schedule, start_date=START, catchup=False,
+             max_active_runs=1, tags=["stella", f"app:{app}", f"env:{env_name}", "drift"],
+             description=f"Check that every target of {env_name} runs the release of {app} verified there",
+             doc_md=f"Read what runs on the {len(env.targets)} target(s) of **{env_name}** and compare it with the "
+                    f"release of **{app}** the ledger last verified there and its sticker. Drift fails the run, "
+                    "is recorded in the ledger and shows on the Releases page and in `stella status`; "
+                    "nothing is changed on the targets.") as dag:
+        CheckDriftOperator(task_id="check", estate_path=path, app=app, environment=env_name, **site_task_args(env))
+    return dag

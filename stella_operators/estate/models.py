@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from stella_operators.targets.contract import HealthCheck
 from stella_operators.targets.runtime import RuntimeSettings
@@ -135,6 +137,30 @@ class BlueGreenSettings(_Strict):
                     "its workloads are removed")
     ready_timeout_s: float = Field(60, gt=0, le=3600, description="wait this long for the router to see the "
                                                                   "new set healthy before switching")
+class DriftCheck(_Strict):
+    """Check on a timetable that every target runs what the ledger last verified here (drift DAG
+    `stella_drift__<app>__<env>`); drift fails the run and is recorded, never fixed silently."""
+
+    schedule: Annotated[str, StringConstraints(pattern=r"^\S+( \S+){4}$")] = Field(
+        description="cron expression of five fields, e.g. '*/15 * * * *'")
+    timezone: str = Field("UTC", description="time zone the cron expression is read in (IANA name)")
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron_chars(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9*,/ A-Za-z?-]{9,100}", value):
+            raise ValueError(f"{value!r} is not a cron expression of five fields (e.g. '*/15 * * * *')")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as 'UTC' or "
+                             "'Europe/Berlin'") from None
+        return value
 
 
 class Environment(_Strict):
@@ -166,6 +192,8 @@ class Environment(_Strict):
     lock_scope: Literal["app", "environment"] = Field(
         "app", description="deploy lock per app in this environment (app), or one deployment at a time "
                            "in the whole environment (environment)")
+    drift: DriftCheck | None = Field(
+        None, description="drift check on a schedule; without it the drift DAG runs only when triggered")
     lock_lease_s: float = Field(
         120, ge=10, le=3600, description="the deploy lock's lease: renewed while deploying; a lock not renewed "
                                          "for this long (the worker died) is taken over and its deployment rolled back")

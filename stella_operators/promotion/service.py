@@ -21,6 +21,7 @@ from stella_operators.ledger.records import DeploymentStatus
 from stella_operators.promotion.freeze_check import check_freeze_at_deploy
 from stella_operators.promotion.lease import LeaseKeeper
 from stella_operators.promotion.recovery import roll_back_promotion, target_address
+from stella_operators.promotion.rollback_request import approved_in_emergency
 from stella_operators.promotion.state import TERMINAL_STATUSES
 from stella_operators.promotion.state import PromotionStatus as S
 from stella_operators.promotion.strategies import (
@@ -146,7 +147,7 @@ def deploy_promotion(estate: Estate, ledger: DeployLedger, key: SigningKey, prom
         return _recorded_outcome(ledger, promotion_id)
     if promo.status in TERMINAL_STATUSES:
         raise DeploymentFailed(f"promotion {promotion_id} is {promo.status}; nothing to deploy")
-    if promo.status == S.APPROVED:
+    if promo.status == S.APPROVED and not approved_in_emergency(ledger, promo.id):
         _check_freeze(estate, ledger, key, promo)
     claim = ledger.acquire_deploy_lock(promo.app, env.name, promotion_id, holder or promotion_id,
                                        scope=env.lock_scope, lease_s=env.lock_lease_s, actor="stella")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stella_operators.dag_builder import promote_dag_id, release_dag_id
+from stella_operators.dag_builder import drift_dag_id, promote_dag_id, release_dag_id, rollback_dag_id
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +56,10 @@ def test_generated_dags_shape(folder, tmp_path, monkeypatch):
     dag_file(folder, "shop_estate", estate)
     bag = parse(folder)
     assert bag.import_errors == {}
-    assert sorted(bag.dags) == [promote_dag_id("shop", "dev"), promote_dag_id("shop", "stage"), release_dag_id("shop")]
+    assert sorted(bag.dags) == sorted([promote_dag_id("shop", "dev"), promote_dag_id("shop", "stage"),
+                                       release_dag_id("shop"), rollback_dag_id("shop", "dev"),
+                                       rollback_dag_id("shop", "stage"), drift_dag_id("shop", "dev"),
+                                       drift_dag_id("shop", "stage")])
     release = bag.dags[release_dag_id("shop")]
     assert set(release.params.keys()) == {"name", "web", "api", "source_commit"}
     dev = bag.dags[promote_dag_id("shop", "dev")]
@@ -170,8 +173,9 @@ def sharded(folder, tmp_path, monkeypatch):
 
 
 def all_ids(n: int) -> set[str]:
-    return {d for i in range(n) for d in (release_dag_id(f"app{i:02d}"), promote_dag_id(f"app{i:02d}", "dev"),
-                                          promote_dag_id(f"app{i:02d}", "stage"))}
+    return {d for i in range(n) for d in (release_dag_id(f"app{i:02d}"),
+                                          *(f(f"app{i:02d}", env) for env in ("dev", "stage")
+                                            for f in (promote_dag_id, rollback_dag_id, drift_dag_id)))}
 
 
 def test_full_parse_builds_every_dag_once_split_over_the_shard_files(sharded, folder):
