@@ -444,9 +444,9 @@ def waiting_at_scale(api: Api, stack, ledger, n: int, budget_s: float) -> dict:
     for r in chosen:
         ended = ts(api.ti(STELLA_DAG, r, "approval").get("end_date"))
         dep = api.ti(STELLA_DAG, r, "deploy")
-        queued, started = ts(dep.get("queued_when")), ts(dep.get("start_date"))
-        if ended and queued and started:
-            split.append((ended - t_ap, queued - ended, started - queued))
+        dep_queued, dep_started = ts(dep.get("queued_when")), ts(dep.get("start_date"))
+        if ended and dep_queued and dep_started:
+            split.append((ended - t_ap, dep_queued - ended, dep_started - dep_queued))
     if split:
         log("  per approved run: approval task ended +s / ended -> deploy queued s / queued -> running s: "
             + "; ".join(f"{a:.1f}/{b:.1f}/{c:.1f}" for a, b, c in split))
