@@ -5,18 +5,21 @@ triggerer, dag-processor as separate processes, parallelism 4; SQLite metadata D
 with --metadata-db postgres) serves both sides from one dags folder:
 
 - stella: the generated `stella_promote__bench__prod` (request -> gates -> approval -> deploy ->
-  verify). `approval` is our deferrable sensor; bob approves with
-  `POST /stella/api/v1/promotions/{id}/approvals`. The Docker target's connection is not defined,
+  verify). `approval` is our sensor, parked in `awaiting_input`; bob approves with
+  `POST /stella/api/v1/promotions/{id}/approvals`, which settles the promotion and ends the parked
+  task with the ledger's verdict. The Docker target's connection is not defined,
   so the deploy task fails right after it starts: we measure only until it starts.
 - baseline: `benchmarks/dags/baseline_approval.py`, Airflow's `ApprovalOperator` (parks the task
   in `awaiting_input`, no triggerer) -> a trivial `deploy` task that really runs in a worker; bob
   answers with `PATCH /api/v2/.../taskInstances/approval/-1/hitlDetails {"chosen_options": ["Approve"]}`.
 
 Latency = start_date of the `deploy` task instance (REST API) - the wall-clock time just before
-the approving call (same machine). Runs alternate stella / baseline, in two modes:
-- steady: answered MIN_WAIT_S + 4..6 s after the approval task began waiting (random phase of the
-  trigger's 2 s ledger poll; the trigger reads the ledger first MIN_WAIT_S after it starts);
-- early: answered 2 s after the approval task began waiting (sooner can confuse the scheduler).
+the approving call (same machine); it is split at the approval task's end and the deploy task's
+`queued_when`. Runs alternate stella / baseline, in two modes (the wait begins when the approval
+task is seen parked in `awaiting_input`, polled every 0.05 s):
+- steady: answered 12-14 s after the wait began (MIN_WAIT_S + 4..6 s; a random phase, as an
+  approver who reads the request first would);
+- early: answered 1 s after the wait began (Airflow 3.3 can fail a task resumed that soon).
 
 Waiting at scale: `--waiting` promotion runs triggered back to back; once all their approval tasks
 are deferred: no task instance may be `running`, a probe DAG (`benchmarks/dags/probe.py`) must
@@ -29,6 +32,7 @@ Usage: python benchmarks/approval_latency.py [--repeat 5] [--skip-early] [--wait
 from __future__ import annotations
 
 import argparse
+import compileall
 import hashlib
 import json
 import os
@@ -57,7 +61,7 @@ BASE_DAG = "bench_baseline_approval"
 PROBE_DAG = "bench_probe"
 RELEASE = "bench-1.0.0"
 POLL_INTERVAL_S = 2.0          # ApprovalSensor's default, which the generated DAG uses
-SETTLE_S = 2.0                 # "early" answers: this long after the approval task is waiting
+SETTLE_S = 1.0                 # "early" answers: this long after the approval task is waiting
 try:                           # the trigger's first ledger read comes this long after it starts
     from stella_operators.triggers.ledger_poll import MIN_WAIT_S
 except ImportError:
@@ -216,6 +220,8 @@ class Sample:
     latency_s: float          # deploy start - t0
     call_s: float             # duration of the approving HTTP call
     approval_done_s: float    # approval task end - t0
+    queued_s: float | None = None  # deploy task queued (queued_when) - t0
+    tries: list[str] | None = None  # the approval task's tries, by state (one "success" expected)
     fired_s: float | None = None   # stella: the trigger's event (from its log) - t0
 
 
@@ -253,7 +259,7 @@ def waiting_count(api: Api) -> int:
 def stella_once(api: Api, ledger, mode: str, delay_s: float, i: int) -> Sample:
     run = api.trigger(STELLA_DAG, "alice", {"release": RELEASE, "reason": f"latency run {i}"})
     wait_until(lambda: api.ti(STELLA_DAG, run, "approval").get("state") in WAITING, 180,
-               f"{run} approval waiting", every=0.2)
+               f"{run} approval waiting", every=0.05)
     promo = ledger.find_promotion_by_run(STELLA_DAG, run)
     time.sleep(delay_s)
     t0 = time.time()
@@ -264,16 +270,18 @@ def stella_once(api: Api, ledger, mode: str, delay_s: float, i: int) -> Sample:
         raise RuntimeError(f"stella approval refused: {r.status_code} {r.text}")
     start = wait_deploy_start(api, STELLA_DAG, run)
     approval_end = ts(api.ti(STELLA_DAG, run, "approval").get("end_date"))
+    queued = ts(api.ti(STELLA_DAG, run, "deploy").get("queued_when"))
     finish(api, STELLA_DAG, run)       # the deploy fails (no Docker engine): expected
     fired = trigger_fired_at(api.logs, STELLA_DAG, run)
     return Sample("stella", mode, run, delay_s, start - t0, call_s, (approval_end or start) - t0,
+                  queued - t0 if queued else None, approval_tries(api, STELLA_DAG, run),
                   fired - t0 if fired else None)
 
 
 def baseline_once(api: Api, mode: str, delay_s: float, i: int) -> Sample:
     run = api.trigger(BASE_DAG, "alice")
     wait_until(lambda: api.ti(BASE_DAG, run, "approval").get("state") == "awaiting_input", 180,
-               f"{run} approval awaiting_input", every=0.2)
+               f"{run} approval awaiting_input", every=0.05)
     time.sleep(delay_s)
     t0 = time.time()
     r = api.call("PATCH", f"/api/v2/dags/{BASE_DAG}/dagRuns/{run}/taskInstances/approval/-1/hitlDetails", "bob",
@@ -283,16 +291,24 @@ def baseline_once(api: Api, mode: str, delay_s: float, i: int) -> Sample:
         raise RuntimeError(f"HITL answer refused: {r.status_code} {r.text}")
     start = wait_deploy_start(api, BASE_DAG, run)
     approval_end = ts(api.ti(BASE_DAG, run, "approval").get("end_date"))
+    queued = ts(api.ti(BASE_DAG, run, "deploy").get("queued_when"))
     state = finish(api, BASE_DAG, run)
     if state != "success":
         raise RuntimeError(f"baseline run {run} ended {state}")
-    return Sample("baseline", mode, run, delay_s, start - t0, call_s, (approval_end or start) - t0)
+    return Sample("baseline", mode, run, delay_s, start - t0, call_s, (approval_end or start) - t0,
+                  queued - t0 if queued else None, approval_tries(api, BASE_DAG, run))
+
+
+def approval_tries(api: Api, dag_id: str, run_id: str) -> list[str]:
+    r = api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approval/tries")
+    return [t["state"] for t in r.json().get("task_instances", [])] if r.status_code == 200 else ["?"]
 
 
 def show(i, s: Sample) -> None:
     fired = f"trigger fired +{s.fired_s:.2f} s, " if s.fired_s is not None else ""
     log(f"  #{i} {s.mode:6s} {s.side:8s} approved {s.delay_s:4.1f} s after waiting began: deploy started "
-        f"+{s.latency_s:5.2f} s  ({fired}approval task done +{s.approval_done_s:.2f} s, "
+        f"+{s.latency_s:5.2f} s  ({fired}approval task done +{s.approval_done_s:.2f} s, deploy queued "
+        f"+{s.queued_s if s.queued_s is not None else float('nan'):.2f} s, approval tries {s.tries}, "
         f"approving call {s.call_s * 1000:.0f} ms)")
 
 
@@ -324,7 +340,9 @@ def latency(api: Api, ledger, repeat: int, early: bool, rng: random.Random) -> d
         r = {"stella": [s.latency_s for s in st], "baseline": [s.latency_s for s in bl],
              "stella_median": med([s.latency_s for s in st]), "baseline_median": med([s.latency_s for s in bl]),
              "stella_done": med([s.approval_done_s for s in st]), "baseline_done": med([s.approval_done_s for s in bl]),
-             "delay": med([s.delay_s for s in st])}
+             "delay": med([s.delay_s for s in st]),
+             "stella_bad": [s.tries for s in st if s.tries != ["success"]],
+             "baseline_bad": [s.tries for s in bl if s.tries != ["success"]]}
         r["ratio"] = r["stella_median"] / r["baseline_median"]
         fired = [s for s in st if s.fired_s is not None]
         if fired:
@@ -421,6 +439,17 @@ def waiting_at_scale(api: Api, stack, ledger, n: int, budget_s: float) -> dict:
     starts = [wait_deploy_start(api, STELLA_DAG, r, timeout_s=180) - t_ap for r in chosen]
     log(f"approved {n_approve} (calls took {t_sent:.1f} s): all their deploy tasks started within {max(starts):.1f} s "
         f"(median {statistics.median(starts):.1f} s)")
+    # Where the time went: approval task ended (by the call) -> deploy queued (scheduler) -> running (a worker).
+    split = []
+    for r in chosen:
+        ended = ts(api.ti(STELLA_DAG, r, "approval").get("end_date"))
+        dep = api.ti(STELLA_DAG, r, "deploy")
+        dep_queued, dep_started = ts(dep.get("queued_when")), ts(dep.get("start_date"))
+        if ended and dep_queued and dep_started:
+            split.append((ended - t_ap, dep_queued - ended, dep_started - dep_queued))
+    if split:
+        log("  per approved run: approval task ended +s / ended -> deploy queued s / queued -> running s: "
+            + "; ".join(f"{a:.1f}/{b:.1f}/{c:.1f}" for a, b, c in split))
     still = waiting_count(api)
     fired = [f - t_ap for r in chosen if (f := trigger_fired_at(api.logs, STELLA_DAG, r)) is not None]
     blocked = (stack.home / "triggerer.log").read_text(errors="replace").count("async thread was blocked")
@@ -458,7 +487,7 @@ def bench_stack_class():
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=5, help="latency runs per side and mode (0: skip)")
-    ap.add_argument("--skip-early", action="store_true", help="skip the answers given 2 s after waiting began")
+    ap.add_argument("--skip-early", action="store_true", help="skip the answers given 1 s after waiting began")
     ap.add_argument("--waiting", type=int, default=200)
     ap.add_argument("--skip-waiting", action="store_true")
     ap.add_argument("--waiting-budget", type=float, default=None,
@@ -468,7 +497,14 @@ def main() -> None:
                     help="Airflow's metadata DB: devstack's SQLite file, or a throwaway PostgreSQL server")
     ap.add_argument("--seed", type=int, default=7, help="seed of the random answer phase")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder (logs, DBs)")
+    ap.add_argument("--airflow-config", action="append", default=[], metavar="AIRFLOW__SECTION__KEY=VALUE",
+                    help="extra Airflow setting for every component (repeatable), e.g. "
+                         "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL=1")
     args = ap.parse_args()
+    extra_config = dict(kv.split("=", 1) for kv in args.airflow_config)
+    # As `pip install` does (PYTHONDONTWRITEBYTECODE may be set here): else every task start of the
+    # stella DAGs would compile the package from this source tree, which no installed deployment does.
+    compileall.compile_dir(str(ROOT / "stella_operators"), quiet=1)
 
     BenchStack = bench_stack_class()
     t_all = time.monotonic()
@@ -484,7 +520,8 @@ def main() -> None:
     ledger_path, stella_home = work / "ledger.db", work / "stella"
     ledger = seed_release(estate, f"sqlite:///{ledger_path}", stella_home)
     env = {"STELLA_ESTATE": str(estate), "STELLA_HOME": str(stella_home),
-           "AIRFLOW_CONN_STELLA_LEDGER": json.dumps({"conn_type": "sqlite", "host": str(ledger_path)})}
+           "AIRFLOW_CONN_STELLA_LEDGER": json.dumps({"conn_type": "sqlite", "host": str(ledger_path)}),
+           **extra_config}
     pg = None
     stack = BenchStack(home=work / "airflow", dags_folder=dags, users=USERS, env=env, parallelism=4)
     if args.metadata_db == "postgres":
@@ -522,7 +559,7 @@ def main() -> None:
 
     print()
     print(f"== results: {os.cpu_count()} cores, LocalExecutor parallelism 4, {args.metadata_db} metadata DB, "
-          f"SQLite ledger, "
+          f"SQLite ledger, {' '.join(args.airflow_config) or 'no extra Airflow settings'}, "
           f"stella poll {POLL_INTERVAL_S:g} s after a {MIN_WAIT_S:g} s start-up wait; "
           f"total {time.monotonic() - t_all:.0f} s, "
           f"load average {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end ==")
@@ -540,6 +577,8 @@ def main() -> None:
             print(f"  approval->deploy latency ({mode}): stella median {r['stella_median']:.2f} s, Airflow "
                   f"ApprovalOperator median {r['baseline_median']:.2f} s, ratio stella/baseline {r['ratio']:.2f}x "
                   f"(median of {len(r['stella'])}, alternating)")
+            print(f"  approval tasks not ending in one successful try: stella {r['stella_bad'] or 'none'}, "
+                  f"baseline {r['baseline_bad'] or 'none'}")
             if "fired" in r:
                 print(f"  stella split: approving call -> trigger event (ledger poll) median {r['fired']:.2f} s; "
                       f"trigger event -> deploy start median {r['after_fire']:.2f} s (triggerer -> scheduler -> "

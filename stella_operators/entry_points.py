@@ -47,9 +47,27 @@ def distribution_installed() -> bool:
     return True
 
 
+@cache
+def _stella_groups() -> dict[str, tuple[EntryPoint, ...]]:
+    """Installed entry points of stella's groups, read once per process and in one pass: every
+    lookup reads the metadata of every installed distribution (hundreds of files: ~0.15 s per
+    lookup on a loaded machine with a few hundred distributions), and an estate check at each task
+    start needs both groups."""
+    everything = entry_points()
+    return {group: tuple(everything.select(group=group)) for group in BUILT_IN}
+
+
+def _installed(group: str) -> tuple[EntryPoint, ...]:
+    if group in BUILT_IN:
+        return _stella_groups()[group]
+    return tuple(entry_points(group=group))
+
+
 def stella_entry_points(group: str) -> list[EntryPoint]:
-    """Entry points of `group`, plus stella's built-ins when the distribution is not installed."""
-    eps = list(entry_points(group=group))
+    """Entry points of `group`, plus stella's built-ins when the distribution is not installed.
+    Packages installed after the first lookup in a process are seen by the next process (as with
+    Airflow's own providers)."""
+    eps = list(_installed(group))
     if not distribution_installed():
         have = {ep.name for ep in eps}
         eps += [EntryPoint(name, value, group) for name, value in BUILT_IN.get(group, {}).items() if name not in have]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from stella_operators.estate.loader import load_estate_for_app
+from stella_operators.estate.models import Estate
 from stella_operators.operators.base import PromotionStepOperator, StellaBaseOperator
 from stella_operators.sensors.approval_input import OPTIONS, RESPONDENT
 
@@ -27,8 +30,9 @@ class ApprovalSensor(PromotionStepOperator, BaseSensorOperator):
     The approval call that completes the quorum (or records a counted rejection) settles the
     promotion in the ledger; this sensor only observes and re-counts (`settle_approval`).
     Waiting holds no worker slot. With ``wait_for="input"`` (default, Airflow 3.3+) the task parks
-    in ``awaiting_input`` with a Human-in-the-loop request that only stella-operators may answer,
-    and the approval call resumes it at once (sensors/approval_input.py). With
+    in ``awaiting_input`` with a Human-in-the-loop request that only stella-operators may answer;
+    the approval call that settles the promotion ends the parked task with the ledger's verdict at
+    once (sensors/approval_input.py), and the deadline resumes it to fail closed. With
     ``wait_for="trigger"`` (and always under ``dag.test()``, which enforces no awaiting_input
     deadline) it defers to ApprovalTrigger, which polls the ledger.
 
@@ -47,14 +51,22 @@ class ApprovalSensor(PromotionStepOperator, BaseSensorOperator):
         if wait_for not in WAIT_FOR:
             raise ValueError(f"ApprovalSensor wait_for is one of {', '.join(WAIT_FOR)}, not {wait_for!r}")
         kwargs.setdefault("poke_interval", poll_interval)
-        # A stale executor event can fail a just-resumed attempt (see approval_input.py); a retry
-        # re-reads the ledger and settles at once. Verdicts (rejected, timeout) fail without retry.
+        # A stale executor event can fail a just-resumed attempt (see approval_input.py; only the
+        # deadline resumes a parked sensor now); a retry re-reads the ledger and settles at once.
+        # Verdicts (rejected, timeout) fail without retry.
         kwargs.setdefault("retries", 2)
         kwargs.setdefault("retry_delay", timedelta(seconds=1))
         super().__init__(**kwargs)
         self.promotion_id = promotion_id
         self.poll_interval = poll_interval
         self.wait_for = wait_for
+
+    @cached_property
+    def estate(self) -> Estate:
+        # The sensor only reads its environment's approval rules (and acts on no target): its app's
+        # part of the estate, so that its start does not grow with the estate (the acting operators
+        # validate the whole file).
+        return load_estate_for_app(self.estate_path, self.app)
 
     def poke(self, context: Any) -> bool:
         """Settled (approved)? Raises on rejection or failure. Used only if run as a plain sensor."""

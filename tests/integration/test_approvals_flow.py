@@ -60,6 +60,10 @@ def estate_yaml(lab) -> str:
             requires: []
             lock: refuse
             targets: [{{name: k-strict-1, type: docker, connection: {conn_id_for("dev-2")}}}]
+          - name: quick
+            requires: []
+            approvals: {{required: 1, groups: [release-managers], timeout_s: 600}}
+            targets: [{{name: k-quick-1, type: docker, connection: {conn_id_for("dev-2")}}}]
     """)
 
 
@@ -183,6 +187,30 @@ def test_two_approvals_with_separation_of_duties_then_deploy(stack, estate_lab):
         assert client.inspect_image(c["ImageID"])["RepoDigests"][0].endswith(digest)
     approvals_ev = [e for e in ledger(stack).evidence_for(promotion_id=promo.id) if e.type == "approval"]
     assert sorted(e.content["approver"] for e in approvals_ev) == ["bob", "carol"]
+
+
+def test_an_approval_right_after_the_wait_began_is_never_lost_or_failed(stack):
+    """Airflow 3.3 can fail a task that is resumed within seconds of parking (the executor's event for
+    the parking attempt comes late: apache/airflow#71580, #72716). An approval given before the
+    sensor parks, or 0 / 0.5 / 1 s after, must deploy on the first try of the approval task, with no
+    failed or retried attempt. (How fast: benchmarks/approval_latency.py, not a timed test.)"""
+    dag = "stella_promote__kiosk__quick"
+    for delay in (None, 0.0, 0.5, 1.0):   # None: as soon as the promotion awaits approval
+        run = trigger(stack, dag, "alice", release="kiosk-3.0.0", reason=f"quick {delay}")
+        promo = promotion_of(stack, dag, run)
+        wait_until(lambda p=promo.id: ledger(stack).get_promotion(p).status == "awaiting_approval", 90,
+                   "awaiting_approval", every=0.05)
+        if delay is not None:
+            wait_until(lambda r=run: ti_state(stack, dag, r, "approval") == "awaiting_input", 60, "parked",
+                       every=0.05)
+            time.sleep(delay)
+        r = approve(stack, "bob", promo.id)
+        assert r.status_code == 201 and r.json()["promotion_status"] == "approved", r.text
+        assert wait_run(stack, dag, run) == "success", f"approved {delay} s after parking"
+        tries = call(stack, "GET", f"/api/v2/dags/{dag}/dagRuns/{run}/taskInstances/approval/tries", "admin").json()
+        assert [(t["try_number"], t["state"]) for t in tries["task_instances"]] == [(1, "success")], \
+            f"approved {delay} s after parking: {tries}"
+        assert ledger(stack).get_promotion(promo.id).status == "deployed"
 
 
 def test_rejection_ends_the_run_as_rejected(stack):

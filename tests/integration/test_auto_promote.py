@@ -102,8 +102,8 @@ def asset_triggered_runs(stack) -> list[dict]:
 def post_event(stack, extra: dict) -> dict:
     """Post dev's "verified" Asset event through the REST API; return the stage run the scheduler made of it."""
     before = {d["dag_run_id"] for d in asset_triggered_runs(stack)}
-    assets = call(stack, "GET", "/api/v2/assets", params={"uri_pattern": "stella://shop/dev"}).json()["assets"]
-    [asset] = [a for a in assets if a["uri"] == "stella://shop/dev"]
+    assets = call(stack, "GET", "/api/v2/assets", params={"uri_pattern": "x-stella://shop/dev"}).json()["assets"]
+    [asset] = [a for a in assets if a["uri"] == "x-stella://shop/dev"]
     r = call(stack, "POST", "/api/v2/assets/events", json={"asset_id": asset["id"], "extra": extra})
     assert r.status_code == 200, r.text
     run = wait_until(lambda: next((d for d in asset_triggered_runs(stack) if d["dag_run_id"] not in before), None),

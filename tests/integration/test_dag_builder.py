@@ -67,9 +67,9 @@ def test_generated_dags_shape(folder, tmp_path, monkeypatch):
     assert dev.max_active_runs == 16 and type(dev.timetable).__name__ == "NullTimetable"
     stage = bag.dags[promote_dag_id("shop", "stage")]
     # auto_promote: stage is scheduled on dev's "verified" Asset
-    assert "stella://shop/dev" in str(stage.timetable.asset_condition)
+    assert "x-stella://shop/dev" in str(stage.timetable.asset_condition)
     outlets = dev.get_task("verify").outlets
-    assert [o.uri for o in outlets] == ["stella://shop/dev"]
+    assert [o.uri for o in outlets] == ["x-stella://shop/dev"]
     # parsing did no ledger I/O: no ledger file, no key was created (only the parsed-estate cache)
     assert [p.name for p in (tmp_path / "stella-home").iterdir()] == ["cache"]
 

@@ -141,7 +141,7 @@ def test_release_promote_roll_forward_and_roll_back(estate, dagbag, ledger, tmp_
     # 3. dev, then stage: every host runs exactly the release digest, with its sticker.
     assert run(dagbag, "stella_promote__shop__dev", release="shop-1.0.0", reason="first deploy").state == "success"
     assert_env_runs(lab, "dev", dev, digests["1.0.0"], r1)
-    assert asset_events("stella://shop/dev") == [{"release_id": r1.id, "release_name": "shop-1.0.0"}]
+    assert asset_events("x-stella://shop/dev") == [{"release_id": r1.id, "release_name": "shop-1.0.0"}]
     assert run(dagbag, "stella_promote__shop__stage", release="shop-1.0.0", reason="dev ok").state == "success"
     assert_env_runs(lab, "stage", stage, digests["1.0.0"], r1)
     assert ledger.deployed_release("shop", "stage").id == r1.id

@@ -58,7 +58,7 @@ def promote(ledger, env: str, rel: Release, by: str, until: S = S.DEPLOYED):
 def event(promo=None, **extra) -> UpstreamEvent:
     if promo is not None:
         extra = {"promotion_id": promo.id, "release_id": promo.release_id, **extra}
-    return UpstreamEvent(asset="stella://shop/dev", extra=extra, timestamp=T0)
+    return UpstreamEvent(asset="x-stella://shop/dev", extra=extra, timestamp=T0)
 
 
 def refused(ledger, events, match: str, environment: str = "stage") -> None:
@@ -68,7 +68,7 @@ def refused(ledger, events, match: str, environment: str = "stage") -> None:
 
 def test_genuine_event_requests_the_release_on_behalf_of_the_upstream_requester(ledger):
     p = promote(ledger, "dev", release(ledger, 1), by="alice")
-    ev = UpstreamEvent(asset="stella://shop/dev", extra={"promotion_id": p.id}, source_dag_id=p.dag_id,
+    ev = UpstreamEvent(asset="x-stella://shop/dev", extra={"promotion_id": p.id}, source_dag_id=p.dag_id,
                        source_run_id=p.run_id, source_task_id="verify", timestamp=T0)
     auto = check_upstream_event(ESTATE, ledger, "shop", "stage", [ev])
     assert (auto.release_id, auto.requested_by) == ("rel-1", "alice")
@@ -85,7 +85,7 @@ def test_forged_events_are_refused(ledger):
     refused(ledger, [event(old)], "the release dev verified last is shop-1.2.0")
     refused(ledger, [event(current, release_id=r1.id)], "says release 'rel-1'")
     refused(ledger, [event(current)], "not upstream of prod", environment="prod")   # dev is not prod's upstream
-    forged_run = UpstreamEvent(asset="stella://shop/dev", extra={"promotion_id": current.id},
+    forged_run = UpstreamEvent(asset="x-stella://shop/dev", extra={"promotion_id": current.id},
                                source_dag_id="some_other_dag", source_run_id="r", timestamp=T0)
     refused(ledger, [forged_run], "was posted by some_other_dag/r")
     waiting = promote(ledger, "dev", release(ledger, 3), by="bob", until=S.APPROVED)
@@ -95,7 +95,7 @@ def test_forged_events_are_refused(ledger):
 def test_the_newest_event_of_a_run_decides(ledger):
     r1, r2 = release(ledger, 1), release(ledger, 2)
     first, second = promote(ledger, "dev", r1, by="alice"), promote(ledger, "dev", r2, by="carol")
-    later = UpstreamEvent(asset="stella://shop/dev", extra={"promotion_id": second.id},
+    later = UpstreamEvent(asset="x-stella://shop/dev", extra={"promotion_id": second.id},
                           timestamp=T0 + timedelta(minutes=5))
     auto = check_upstream_event(ESTATE, ledger, "shop", "stage", [later, event(first)])
     assert (auto.upstream.id, auto.requested_by) == (second.id, "carol")
