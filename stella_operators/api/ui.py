@@ -18,6 +18,7 @@ _STYLE = """
  background:#f0f4f8;font-size:.8rem;margin-left:.4rem} .settled{background:#f7faf7}
  .why-not{background:#fff8e6;border-left:3px solid #b54708;padding:.4rem .6rem;margin:.5rem 0}
  .msg{margin:.4rem 0;font-weight:600} button{margin-right:.4rem;padding:.3rem .8rem} input{padding:.3rem;width:22rem}
+ .plan-unknown{background:#fff8e6;border-left:3px solid #b54708}
  .degraded{color:#b42318;font-weight:600} .why{background:#f5f7fa;padding:.5rem .8rem}
 """
 
@@ -59,7 +60,7 @@ function plan(p){
       '</td><td><code title="'+esc(c.new)+'">'+short(c.new)+'</code></td><td>'+esc(ACTIONS[c.action]||c.action)+'</td></tr>');
     (t.unmanaged||[]).forEach(u => h += '<tr class="plan-row" data-target="'+esc(t.target)+'"><td>'+esc(t.target)+'</td><td>'+esc(u)+'</td><td colspan="3" class="muted">not in the release, left alone</td></tr>');
   });
-  if (p.plan.unknown.length) h += '<tr><td colspan="5" class="why-not">What would change on '+esc(p.plan.unknown.join(', '))+' is unknown. You may still approve: the deployment reads those hosts again before it changes anything.</td></tr>';
+  if (p.plan.unknown.length) h += '<tr><td colspan="5" class="plan-unknown">What would change on '+esc(p.plan.unknown.join(', '))+' is unknown. You may still approve: the deployment reads those hosts again before it changes anything.</td></tr>';
   return h + '</table>';
 }
 function card(p){

@@ -206,4 +206,4 @@ ACTION_WORDS = {"start": "started", "replace": "replaced", "restart": "restarted
 
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
+    return text.splitlines()[0][:300].rstrip(".")  # it ends a clause of the row's sentence
