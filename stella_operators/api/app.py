@@ -31,6 +31,10 @@ class ApprovalBody(BaseModel):
     decision: Literal["approve", "reject"]
     comment: str = Field("", max_length=2000)
     content_hash: str | None = Field(None, description="the release content hash you reviewed; refused if stale")
+    plan_hash: str | None = Field(None, max_length=100,
+                                  description="the deployment plan hash you reviewed (`plan.hash` of GET "
+                                              "/promotions/{id}); an approval is refused (409) if the live plan "
+                                              "differs")
 
 
 class AbortBody(BaseModel):
@@ -65,6 +69,15 @@ def _csrf_guard(request: Request) -> None:
     # CORS preflight cross-site); token-authenticated API clients are not exposed to CSRF.
     if "authorization" not in request.headers and request.headers.get("x-requested-with") != "stella":
         raise HTTPException(status.HTTP_403_FORBIDDEN, "cookie-authenticated calls need X-Requested-With: stella")
+
+
+def _live_plan(estate: Estate, ledger: ApprovalLedger, promo: Promotion) -> dict[str, Any]:
+    """What deploying the promotion would change now, read live from its targets (unreadable
+    hosts are rows saying so, never an error)."""
+    from stella_operators.approvals.plans import live_plan
+    from stella_operators.operators.base import build_target
+
+    return live_plan(estate, ledger, promo, build_target).to_dict()
 
 
 def _promotion_view(ledger: ApprovalLedger, estate: Estate, promo: Promotion) -> dict[str, Any]:
@@ -117,22 +130,46 @@ def get_promotion(user: GetUserDep, promotion_id: Annotated[str, _ID]) -> dict[s
         {"approver": a.approver, "decision": a.decision, "counted": a.counted, "refusal": a.refusal,
          "comment": a.comment, "at": a.at.isoformat()} for a in ledger.approvals_for(promotion_id)]
     view["why"] = explain_promotion(estate, ledger, promotion_id)
+    if str(promo.status) == "awaiting_approval":
+        view["plan"] = _live_plan(estate, ledger, promo)
     return view
+
+
+@app.get("/api/v1/promotions/{promotion_id}/plan")
+def get_plan(user: GetUserDep, promotion_id: Annotated[str, _ID]) -> dict[str, Any]:
+    """Per target, what deploying the promotion's release would change now (current -> new digest;
+    start / replace / restart / keep), read live; the plan recorded when its approval wait began;
+    and the plan hash each counted approval approved."""
+    from stella_operators.approvals.plans import plan_shown
+    from stella_operators.ledger import NotFound
+
+    ledger, estate = _ledger(), _estate()
+    try:
+        promo = ledger.get_promotion(promotion_id)
+    except NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no promotion {promotion_id}") from None
+    shown = plan_shown(ledger, promotion_id)
+    return {"promotion_id": promotion_id, "status": str(promo.status), "live": _live_plan(estate, ledger, promo),
+            "shown_when_waiting": shown.to_dict() if shown is not None else None,
+            "approved": [{"approver": a.approver, "plan_hash": a.plan_hash, "evidence_id": a.evidence_id}
+                         for a in ledger.approvals_for(promotion_id) if a.counted and a.decision == "approve"]}
 
 
 @app.post("/api/v1/promotions/{promotion_id}/approvals")
 def approve(promotion_id: Annotated[str, _ID], body: ApprovalBody, request: Request, user: GetUserDep) -> JSONResponse:
-    from stella_operators.approvals.policy import BOUND_TO_OTHER_RELEASE, CLOSED
+    from stella_operators.approvals.policy import BOUND_TO_OTHER_RELEASE, CLOSED, PLAN_CHANGED
     from stella_operators.approvals.service import submit_approval
     from stella_operators.hooks.signing import SigningKeyHook
     from stella_operators.ledger import NotFound
+    from stella_operators.operators.base import build_target
     from stella_operators.sensors.approval_input import wake_approval_sensor
 
     _csrf_guard(request)
     ledger, estate = _ledger(), _estate()
     try:
         result = submit_approval(estate, ledger, SigningKeyHook().get_conn(), promotion_id, _approver(user),
-                                 body.decision, body.comment, body.content_hash)
+                                 body.decision, body.comment, body.content_hash, targets=build_target,
+                                 plan_hash=body.plan_hash)
     except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no promotion {promotion_id}") from None
     if result.settled:  # this call settled the promotion: resume its parked approval sensor now
@@ -143,7 +180,13 @@ def approve(promotion_id: Annotated[str, _ID], body: ApprovalBody, request: Requ
                "evidence_id": result.evidence_id, "approver": user.get_name(), "promotion_status": result.status}
     if result.refusal == CLOSED:
         payload["detail"] = f"promotion {promotion_id} is {result.status}, not awaiting approval"
-    if result.refusal in (BOUND_TO_OTHER_RELEASE, CLOSED):
+    if result.plan is not None:
+        payload["plan"] = result.plan.to_dict()
+    if result.refusal == PLAN_CHANGED:
+        live_hash = result.plan.hash if result.plan is not None else "another plan"
+        payload["detail"] = (f"the plan changed: you reviewed plan {body.plan_hash}, the hosts now give "
+                             f"{live_hash}; reload, review what will change, and approve again")
+    if result.refusal in (BOUND_TO_OTHER_RELEASE, CLOSED, PLAN_CHANGED):
         return JSONResponse(payload, status_code=status.HTTP_409_CONFLICT)
     if result.refusal and not result.duplicate:
         return JSONResponse(payload, status_code=status.HTTP_403_FORBIDDEN)
@@ -256,7 +299,10 @@ def approvals_for_page(user: GetUserDep,
         promos = [ledger.get_promotion(promotion)] if promotion else ledger.promotions_with_status("awaiting_approval")
     except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no promotion {promotion}") from None
-    return {"user": me.user, "promotions": [approval_card(estate, ledger, p, me) for p in promos]}
+    return {"user": me.user, "promotions": [
+        approval_card(estate, ledger, p, me,
+                      plan=_live_plan(estate, ledger, p) if str(p.status) == "awaiting_approval" else None)
+        for p in promos]}
 
 
 @app.get("/api/v1/ui/board")
@@ -274,8 +320,10 @@ def why_for_page(promotion_id: Annotated[str, _ID], user: GetUserDep) -> dict[st
         promo = ledger.get_promotion(promotion_id)
     except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no promotion {promotion_id}") from None
+    estate = _estate()
+    plan = _live_plan(estate, ledger, promo) if str(promo.status) == "awaiting_approval" else None
     return {"promotion_id": promotion_id, "status": str(promo.status),
-            "sentences": why_sentences(_estate(), ledger, promo)}
+            "sentences": why_sentences(estate, ledger, promo, plan=plan)}
 
 
 @app.get("/ui/evidence/{evidence_id}", response_class=HTMLResponse)

@@ -12,6 +12,7 @@ from stella_operators.approvals.policy import (
     CREATOR_CANNOT_APPROVE,
     DUPLICATE,
     NOT_IN_GROUPS,
+    PLAN_CHANGED,
     REQUESTER_CANNOT_APPROVE,
 )
 
@@ -21,6 +22,8 @@ REFUSALS: dict[str, str] = {
     CREATOR_CANNOT_APPROVE: "You created this release, so you cannot approve its promotion (separation of duties).",
     NOT_IN_GROUPS: "You are not in an approver group of this environment, so you cannot approve it.",
     BOUND_TO_OTHER_RELEASE: "The release changed since this page was loaded: reload and check the digests again.",
+    PLAN_CHANGED: "What the deployment would change on the hosts changed since this page was loaded: reload "
+                  "and review the plan again.",
     DUPLICATE: "You have already approved this promotion; one person counts once.",
 }
 
@@ -58,6 +61,10 @@ def ended_sentence(status: str, actor: str, detail: dict[str, Any] | None, envir
     if reason == "approval.error":
         return (f"The approval wait failed ({detail.get('error') or 'no detail recorded'}), "
                 "so it was closed without deploying.")
+    if reason == "plan.changed":
+        what = "; ".join(detail.get("differences") or []) or "no difference recorded"
+        return (f"It was not deployed: what it would change in {environment} is no longer what was approved "
+                f"({what}). Nothing was changed; request it again and the approvers will see the new plan.")
     if reason == "lock.held":
         return (f"Another promotion ({detail.get('holder')}) was deploying into {environment}, and this "
                 f"environment refuses to wait (lock: refuse). Nothing was changed.")

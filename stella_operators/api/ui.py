@@ -18,6 +18,7 @@ _STYLE = """
  background:#f0f4f8;font-size:.8rem;margin-left:.4rem} .settled{background:#f7faf7}
  .why-not{background:#fff8e6;border-left:3px solid #b54708;padding:.4rem .6rem;margin:.5rem 0}
  .msg{margin:.4rem 0;font-weight:600} button{margin-right:.4rem;padding:.3rem .8rem} input{padding:.3rem;width:22rem}
+ .plan-unknown{background:#fff8e6;border-left:3px solid #b54708}
  .degraded{color:#b42318;font-weight:600} .why{background:#f5f7fa;padding:.5rem .8rem}
 """
 
@@ -34,7 +35,7 @@ APPROVALS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Stella approvals</title>
 <style>""" + _STYLE + """</style></head><body>
 <h1>Promotions waiting for approval</h1>
-<p class="muted">You are <b id="me">...</b> (your Airflow login). An approval binds to the exact digests shown.</p>
+<p class="muted">You are <b id="me">...</b> (your Airflow login). An approval binds to the exact digests and the plan shown.</p>
 <div id="cards">loading...</div>
 <script>""" + _COMMON_JS + """
 const REFUSALS = """ + json.dumps(REFUSALS) + """;
@@ -47,6 +48,21 @@ function components(p){
       '<b>'+esc(c.tag||'(no tag)')+'</b> <code title="'+esc(c.digest)+'">'+esc(c.digest)+'</code>' +
       (c.changed ? '' : ' <span class="muted">(unchanged)</span>') + '</td></tr>').join('') + '</table>';
 }
+const ACTIONS = {start:'started', replace:'replaced', restart:'restarted (unhealthy now)', keep:'left alone'};
+function plan(p){
+  if (!p.plan) return '';
+  let h = '<div><b>What will change</b> <span class="muted">(read from the hosts now; plan <code>'+esc(p.plan.hash.slice(0, 19))+'&hellip;</code>)</span></div>' +
+    '<table class="plan"><tr><th>host</th><th>component</th><th>now</th><th>new</th><th>container</th></tr>';
+  p.plan.targets.forEach(t => {
+    if (t.unknown){ h += '<tr class="plan-row unknown" data-target="'+esc(t.target)+'"><td>'+esc(t.target)+'</td><td colspan="4" class="err">'+esc(t.sentences[0])+'</td></tr>'; return; }
+    t.changes.forEach(c => h += '<tr class="plan-row" data-target="'+esc(t.target)+'" data-action="'+esc(c.action)+'"><td>'+esc(t.target)+'</td><td>'+esc(c.component)+'</td><td>' +
+      (c.current ? '<code title="'+esc(c.current)+'">'+short(c.current)+'</code>' : '<span class="muted">nothing</span>') +
+      '</td><td><code title="'+esc(c.new)+'">'+short(c.new)+'</code></td><td>'+esc(ACTIONS[c.action]||c.action)+'</td></tr>');
+    (t.unmanaged||[]).forEach(u => h += '<tr class="plan-row" data-target="'+esc(t.target)+'"><td>'+esc(t.target)+'</td><td>'+esc(u)+'</td><td colspan="3" class="muted">not in the release, left alone</td></tr>');
+  });
+  if (p.plan.unknown.length) h += '<tr><td colspan="5" class="plan-unknown">What would change on '+esc(p.plan.unknown.join(', '))+' is unknown. You may still approve: the deployment reads those hosts again before it changes anything.</td></tr>';
+  return h + '</table>';
+}
 function card(p){
   const waiting = p.status === 'awaiting_approval';
   const a = p.approvals || {};
@@ -57,6 +73,7 @@ function card(p){
   h += '<div class="muted">'+esc(p.environment)+(p.current_release ? ' runs '+esc(p.current_release)+' now' : ' runs nothing yet')+'. Release created by '+esc(p.release.created_by) +
        '; content hash <code>'+esc(p.release.content_hash)+'</code></div>';
   h += components(p);
+  h += plan(p);
   h += '<div><b>Gates</b>: ' + (p.gates.length ? p.gates.map(g => '<div class="g-'+esc(g.verdict)+'">'+esc(g.sentence)+'</div>').join('')
                                               : '<span class="muted">none recorded</span>') + '</div>';
   const approvers = (p.decisions||[]).filter(d => d.decision==='approve').map(d => d.approver);
@@ -107,7 +124,8 @@ async function act(p, what){
   } else {
     const comment = (document.getElementById('c-'+p.id)?.value || '').trim();
     r = await api('/promotions/'+encodeURIComponent(p.id)+'/approvals', {method:'POST',
-       body: JSON.stringify({decision: what, comment, content_hash: p.release.content_hash})});
+       body: JSON.stringify({decision: what, comment, content_hash: p.release.content_hash,
+                             plan_hash: p.plan ? p.plan.hash : null})});
   }
   body = await r.json().catch(() => ({}));
   let msg, cls = r.ok ? 'ok' : 'err';

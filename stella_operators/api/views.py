@@ -75,8 +75,10 @@ def your_standing(estate: Estate, ledger: ReadLedger, promo: Promotion, release:
     return {"can_decide": False, "why_not": refusal_sentence(code, list(requirement.groups)), "code": code}
 
 
-def approval_card(estate: Estate, ledger: ReadLedger, promo: Promotion, approver: Approver) -> dict[str, Any]:
-    """Everything the Approvals page shows for one promotion, for the person looking at it."""
+def approval_card(estate: Estate, ledger: ReadLedger, promo: Promotion, approver: Approver, *,
+                  plan: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything the Approvals page shows for one promotion, for the person looking at it; `plan`
+    is the live deployment plan (deploy/preview.py, as a dict) the page shows and binds an approval to."""
     release = ledger.get_release(promo.release_id)
     current = ledger.deployed_release(promo.app, promo.environment)
     requirement, groups = effective_requirement(estate, promo)
@@ -99,6 +101,7 @@ def approval_card(estate: Estate, ledger: ReadLedger, promo: Promotion, approver
         "required": requirement.required, "eligible": eligible,
         "separation_of_duties": requirement.separation_of_duties,
         "you": {"user": approver.user, **your_standing(estate, ledger, promo, release, approver)},
+        "plan": plan,
     }
     if promo.status == S.AWAITING_APPROVAL:
         st = approval_state(estate, ledger, promo.id)
@@ -108,8 +111,10 @@ def approval_card(estate: Estate, ledger: ReadLedger, promo: Promotion, approver
     return card
 
 
-def why_sentences(estate: Estate, ledger: ReadLedger, promo: Promotion) -> list[str]:
-    """Why a promotion stands where it does, in sentences (gates that did not pass, then how it ended)."""
+def why_sentences(estate: Estate, ledger: ReadLedger, promo: Promotion, *,
+                  plan: dict[str, Any] | None = None) -> list[str]:
+    """Why a promotion stands where it does, in sentences (gates that did not pass, then how it ended);
+    with `plan` (a waiting promotion's live plan), what approving it would change, per target."""
     sentences = [gate_sentence(b) for b in not_passed([v for v, _ in ledger.gate_verdicts_for(promo.id)])]
     status = str(promo.status)
     if promo.status == S.AWAITING_APPROVAL:
@@ -118,6 +123,8 @@ def why_sentences(estate: Estate, ledger: ReadLedger, promo: Promotion) -> list[
         who = sorted({u for g in groups for u in g.users} | {f"role:{r}" for g in groups for r in g.roles})
         sentences.append(f"It waits for {st.needed} more approval(s) from {', '.join(who) or 'nobody'}"
                          + (f"; approved so far by {', '.join(st.approvers)}." if st.approvers else "."))
+        if plan is not None:
+            sentences += plan_sentences(plan)
     elif promo.status in (S.FAILED, S.ROLLED_BACK, S.REJECTED, S.CANCELLED):
         last = last_transition(ledger, promo.id)
         if last is not None and not (sentences and status == "rejected" and not (last["detail"] or {})):
@@ -135,6 +142,14 @@ def why_sentences(estate: Estate, ledger: ReadLedger, promo: Promotion) -> list[
     if not sentences:
         sentences.append(f"It is {status.replace('_', ' ')}; nothing blocks it.")
     return sentences
+
+
+def plan_sentences(plan: dict[str, Any]) -> list[str]:
+    """A plan (DeploymentPlan.to_dict()) as sentences, one per target and component."""
+    out = [f"If it is deployed now (plan {plan['hash']}):"]
+    for row in plan["targets"]:
+        out += row["sentences"] if row.get("unknown") else [f"{row['target']}: {s}" for s in row["sentences"]]
+    return out
 
 
 def _name_the_host(estate: Estate, promo: Promotion, sentence: str, error: str | None) -> str:

@@ -27,6 +27,7 @@ BOUND_TO_OTHER_RELEASE = "approval.bound_to_other_release"
 DUPLICATE = "approval.duplicate"
 REJECTED = "approval.rejected"
 INSUFFICIENT = "approval.insufficient_approvals"
+PLAN_CHANGED = "approval.plan_changed"  # the approver saw another plan than the live one: reload
 CLOSED = "approval.closed"          # the promotion is not (or no longer) waiting for approvals
 TIMEOUT = "approval.timeout"        # the wait ended without enough approvals: failed closed
 
@@ -161,16 +162,21 @@ def tally(requirement: ApprovalRequirement, approvals: Iterable[ApprovalLike], c
 def decide_approval_attempt(requirement: ApprovalRequirement, groups: Sequence[ApproverGroup], approver: Approver,
                             decision: str, *, requester: str, release_creator: str,
                             approvals: Iterable[ApprovalLike], content_hash: str,
-                            sent_hash: str | None = None) -> AttemptDecision:
+                            sent_hash: str | None = None, plan_hash: str | None = None,
+                            sent_plan_hash: str | None = None) -> AttemptDecision:
     """Decide how to record an approval attempt (every attempt is recorded, counted or not).
 
     :param decision: "approve" or "reject".
     :param approvals: the attempts already recorded for the promotion.
     :param content_hash: the release's content hash.
     :param sent_hash: the content hash the approver was shown; None means "the current one".
+    :param plan_hash: the hash of the live plan (deploy/preview.py), what would change now.
+    :param sent_plan_hash: the plan hash the approver was shown; None means "the live one".
 
     Refusals, in order: eligibility (`eligibility`), then `approval.bound_to_other_release` when
-    the approver saw other digests, then `approval.duplicate` (duplicate=True) when the same user
+    the approver saw other digests, then `approval.plan_changed` when an approval was given for a
+    plan that is no longer the live one (a rejection stands whatever plan it saw), then
+    `approval.duplicate` (duplicate=True) when the same user
     already has a counted attempt with the same decision for this content hash. A rejection after
     one's own approval is not a duplicate: it counts (and rejects) -- a rejection ends the promotion.
     """
@@ -181,6 +187,8 @@ def decide_approval_attempt(requirement: ApprovalRequirement, groups: Sequence[A
         return AttemptDecision(False, refusal, False)
     if sent_hash is not None and sent_hash != content_hash:
         return AttemptDecision(False, BOUND_TO_OTHER_RELEASE, False)
+    if decision == APPROVE and None not in (plan_hash, sent_plan_hash) and plan_hash != sent_plan_hash:
+        return AttemptDecision(False, PLAN_CHANGED, False)
     for row in approvals:
         if _counts(row, content_hash) and row.approver == approver.user and row.decision == decision:
             return AttemptDecision(False, DUPLICATE, True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from stella_operators.approvals.plans import TargetFactory, live_plan
 from stella_operators.approvals.policy import (
     CLOSED,
     DECISIONS,
@@ -30,6 +31,7 @@ from stella_operators.ledger.decisions import ApprovalAttempt, ApprovalWrite, Se
 from stella_operators.promotion.state import PromotionStatus as S
 
 if TYPE_CHECKING:
+    from stella_operators.deploy.preview import DeploymentPlan
     from stella_operators.evidence.keys import SigningKey
     from stella_operators.ledger.protocols import ApprovalLedger
     from stella_operators.ledger.records import Approval
@@ -52,6 +54,7 @@ class AttemptResult:
     state: ApprovalState
     evidence_id: str | None
     status: str = ""
+    plan: DeploymentPlan | None = None  # the live plan the attempt was decided against (None: not read)
 
     @property
     def settled(self) -> bool:
@@ -87,12 +90,19 @@ def _settlement(state: ApprovalState, actor: str) -> Settlement | None:
 
 
 def submit_approval(estate: Estate, ledger: ApprovalLedger, key: SigningKey, promotion_id: str, approver: Approver,
-                    decision: str, comment: str, content_hash: str | None = None) -> AttemptResult:
+                    decision: str, comment: str, content_hash: str | None = None, *,
+                    targets: TargetFactory | None = None, plan_hash: str | None = None) -> AttemptResult:
     """Record one approval attempt. Identity (`approver`) comes from Airflow's auth, never the body.
 
     Every attempt is stored, counted or refused; one arriving when the promotion no longer waits for
     approvals is refused with `approval.closed`. The attempt that completes the quorum, or a counted
     rejection, settles the promotion in the same transaction.
+
+    With `targets`, the live deployment plan is read first (deploy/preview.py): an approval whose
+    `plan_hash` (the plan the approver was shown) is not the live plan's is refused with
+    `approval.plan_changed`; a counted attempt binds to the live plan (its hash on the attempt, the
+    plan itself in its evidence). A plan with unknown targets (hosts that could not be read) may be
+    approved: the evidence says which were unknown, and the deployment re-reads them.
     """
     if decision not in DECISIONS:
         raise ValueError("decision must be 'approve' or 'reject'")
@@ -101,21 +111,30 @@ def submit_approval(estate: Estate, ledger: ApprovalLedger, key: SigningKey, pro
     ledger.register_key(key.key_id, key.public_pem())
     shown = content_hash or release.content_hash
     verdict: dict[str, Any] = {"duplicate": False}
+    # Read outside the transaction (network I/O); a change between this read and the deployment
+    # is what the deploy-time check (promotion/service.py) is for.
+    live = live_plan(estate, ledger, promo, targets) if targets is not None and promo.status == S.AWAITING_APPROVAL \
+        else None
+    live_hash = live.hash if live is not None else None
 
     def plan(current: Promotion, attempts: list[Approval]) -> ApprovalWrite:
         if current.status != S.AWAITING_APPROVAL:
-            return ApprovalWrite(attempt=ApprovalAttempt(approver.user, decision, comment, shown, False, CLOSED))
+            return ApprovalWrite(attempt=ApprovalAttempt(approver.user, decision, comment, shown, False, CLOSED,
+                                                         plan_hash or live_hash))
         requirement, groups = effective_requirement(estate, current)
         counted, refusal, verdict["duplicate"] = decide_approval_attempt(
             requirement, groups, approver, decision, requester=current.requested_by,
             release_creator=release.created_by, approvals=attempts, content_hash=release.content_hash,
-            sent_hash=content_hash)
-        attempt = ApprovalAttempt(approver.user, decision, comment, shown, counted, refusal)
+            sent_hash=content_hash, plan_hash=live_hash, sent_plan_hash=plan_hash)
+        # A refused attempt keeps the hash the approver sent (what they saw); a counted one the live plan's.
+        attempt = ApprovalAttempt(approver.user, decision, comment, shown, counted, refusal,
+                                  live_hash if counted else (plan_hash or live_hash))
         if not counted:
             return ApprovalWrite(attempt=attempt)
         evidence = seal_release_evidence(key, "approval", release, {
             "environment": current.environment, "promotion_id": promotion_id, "approver": approver.user,
-            "decision": decision, "comment": comment, "content_hash": release.content_hash})
+            "decision": decision, "comment": comment, "content_hash": release.content_hash,
+            **({"plan": live.to_dict()} if live is not None else {})})
         after = tally(requirement, [*attempts, attempt], release.content_hash)
         return ApprovalWrite(attempt, evidence, _settlement(after, approver.user))
 
@@ -125,7 +144,7 @@ def submit_approval(estate: Estate, ledger: ApprovalLedger, key: SigningKey, pro
     row = written.attempt
     assert row is not None  # plan() above always writes an attempt
     return AttemptResult(row.counted, row.refusal, verdict["duplicate"], state, row.evidence_id,
-                         str(written.promotion.status))
+                         str(written.promotion.status), live)
 
 
 def settle_approval(estate: Estate, ledger: ApprovalLedger, key: SigningKey, promotion_id: str,

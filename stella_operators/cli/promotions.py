@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from stella_operators.api.sentences import refusal_sentence
+from stella_operators.approvals.policy import PLAN_CHANGED
 from stella_operators.cli.common import (
     API_URL,
     API_USER,
@@ -53,13 +54,19 @@ def cmd_status(args) -> int:
 
 
 def cmd_why(args) -> int:
-    from stella_operators.api.views import why_sentences
+    from stella_operators.api.views import plan_sentences, why_sentences
+    from stella_operators.approvals.plans import live_plan
     from stella_operators.estate.loader import load_estate
     from stella_operators.promotion.why import explain_promotion
+    from stella_operators.targets.registry import build_target
 
     estate, ledger = load_estate(args.estate), open_ledger(args)
     out = explain_promotion(estate, ledger, args.promotion)
     lines = out["text"].splitlines()
+    promo = ledger.get_promotion(args.promotion)
+    if promo.status == "awaiting_approval":  # what approving it would change, read from the hosts now
+        plan = live_plan(estate, ledger, promo, build_target)
+        lines += ["  " + s for s in plan_sentences(plan.to_dict())]
     if "ended" in out:  # how it ended as sentences (as on the Releases page), not the raw audit detail
         ended = ["  " + s for s in why_sentences(estate, ledger, ledger.get_promotion(args.promotion))]
         lines = [line for line in lines if not line.startswith("  ended by ")] + ended
@@ -80,8 +87,11 @@ def cmd_replay(args) -> int:
 
 
 def cmd_approve(args) -> int:
-    """Approve or reject through the Airflow API server: identity is the Airflow login, not a flag."""
+    """Approve or reject through the Airflow API server: identity is the Airflow login, not a flag.
+    Prints what will change per host and binds the decision to that plan (and the digests)."""
     import httpx
+
+    from stella_operators.api.views import plan_sentences
 
     with httpx.Client(base_url=args.api_url.rstrip("/"), timeout=30) as client:
         token = api_login(client, args.user)
@@ -101,13 +111,22 @@ def cmd_approve(args) -> int:
               f"requested by {promo['requested_by']}: {promo['reason']}")
         for c in release["components"]:
             print(f"  {c['name']}: {c.get('tag') or '(no tag)'} {c['ref']}")
+        plan = promo.get("plan")
+        if plan:
+            print(f"What will change (read from the hosts now; plan {plan['hash']}):")
+            for line in plan_sentences(plan)[1:]:
+                print(f"  {line}")
         r = client.post(f"/stella/api/v1/promotions/{args.promotion}/approvals", headers=auth,
                         json={"decision": "reject" if args.reject else "approve", "comment": args.comment or "",
-                              "content_hash": release["content_hash"]})
+                              "content_hash": release["content_hash"], "plan_hash": plan["hash"] if plan else None})
     body = response_body(r)
     if r.status_code >= 400:
         sentence = refusal_sentence(body.get("refusal")) or response_detail(r)
         print(f"refused (HTTP {r.status_code}): {sentence}")
+        if body.get("refusal") == PLAN_CHANGED and body.get("plan"):
+            print("The plan now:")
+            for line in plan_sentences(body["plan"])[1:]:
+                print(f"  {line}")
         return 1
     state = body.get("approvals", {})
     print(("counted" if body.get("counted") else f"not counted ({body.get('refusal')})")

@@ -59,6 +59,7 @@ class ApprovalAttempt:
     content_hash: str
     counted: bool
     refusal: str | None = None
+    plan_hash: str | None = None  # the live deployment plan the attempt was given against (deploy/preview.py)
 
     def __post_init__(self) -> None:
         if self.decision not in APPROVAL_DECISIONS:
@@ -206,7 +207,7 @@ class LedgerDecisions:
         counted, refusal = attempt.counted, attempt.refusal
         values = {"promotion_id": promotion_id, "approver": attempt.approver, "decision": attempt.decision,
                   "comment": attempt.comment or "", "content_hash": attempt.content_hash, "at": now,
-                  "evidence_id": evidence_id}
+                  "evidence_id": evidence_id, "plan_hash": attempt.plan_hash}
         seq = None
         if counted:
             try:
@@ -226,7 +227,8 @@ class LedgerDecisions:
         append_audit(conn, attempt.approver, "approval.record", f"promotion:{promotion_id}",
                      {"seq": seq, "approver": attempt.approver, "decision": attempt.decision,
                       "comment": attempt.comment or "", "content_hash": attempt.content_hash, "counted": counted,
-                      "refusal": refusal, "evidence_id": evidence_id}, now)
+                      "refusal": refusal, "evidence_id": evidence_id,
+                      **({"plan_hash": attempt.plan_hash} if attempt.plan_hash else {})}, now)
         return seq
 
     @staticmethod

@@ -145,9 +145,9 @@ class GatingLedger(ReleaseBook, PromotionBook, GateBook, EvidenceBook, Protocol)
     """Deciding a promotion's gates (and re-checking the freeze at deploy time)."""
 
 
-class DeployLedger(ReleaseBook, PromotionBook, GateBook, DeploymentBook, DeployLocks, EvidenceBook, AuditLog,
-                   Protocol):
-    """Requesting, deploying, verifying, recovering and aborting promotions."""
+class DeployLedger(ReleaseBook, PromotionBook, ApprovalBook, GateBook, DeploymentBook, DeployLocks, EvidenceBook,
+                   AuditLog, Protocol):
+    """Requesting, deploying (checking the approved plan), verifying, recovering and aborting promotions."""
 
 
 class ReadLedger(ReleaseBook, PromotionBook, ApprovalBook, GateBook, DeploymentBook, EvidenceBook, AuditLog,

@@ -68,6 +68,7 @@ class Approval:
     refusal: str | None      # e.g. "approval.requester_cannot_approve"; None when counted
     at: datetime
     evidence_id: str | None = None
+    plan_hash: str | None = None  # the deployment plan shown when it was given (None before 0004)
 
 
 def release_from_row(row: sa.Row[Any]) -> Release:
@@ -113,7 +114,8 @@ def evidence_from_row(row: sa.Row[Any]) -> EvidenceRecord:
 
 def approval_from_row(row: sa.Row[Any]) -> Approval:
     return Approval(row.seq, row.promotion_id, row.approver, row.decision, row.comment, row.content_hash,
-                    bool(row.counted), row.refusal, row.at, row.evidence_id)
+                    bool(row.counted), row.refusal, row.at, row.evidence_id,
+                    row.plan_hash)
 
 
 def gate_verdict_from_row(row: sa.Row[Any]) -> tuple[GateVerdict, dict[str, Any]]:

@@ -170,6 +170,8 @@ approvals = sa.Table(
     sa.Column("at", UTCDateTime(), nullable=False),
     sa.Column("evidence_id", sa.String(71), sa.ForeignKey("evidence.id", name="fk_approvals_evidence"),
               nullable=True),
+    # 0004: the live deployment plan's hash the attempt was given against (None: before 0004)
+    sa.Column("plan_hash", sa.String(71), nullable=True),
     sa.CheckConstraint("decision IN ('approve', 'reject')", name="ck_approvals_decision"),
     # Counted exactly when not refused.
     sa.CheckConstraint("(counted AND refusal IS NULL) OR (NOT counted AND refusal IS NOT NULL)",

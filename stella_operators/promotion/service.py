@@ -12,8 +12,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
+from stella_operators.approvals.plans import approved_plans
 from stella_operators.deploy.engine import DeploymentOutcome, TargetOutcome, TargetStatus
 from stella_operators.deploy.planner import plan_deployment
+from stella_operators.deploy.preview import PREVIEW_ID, plan_differences, plan_from_facts
 from stella_operators.deploy.rollback import finalize_targets
 from stella_operators.estate.models import Environment, Estate, TargetConfig
 from stella_operators.evidence.recorder import record_evidence
@@ -32,7 +34,7 @@ from stella_operators.promotion.strategies import (
     targets_to_verify,
 )
 from stella_operators.release.model import Release
-from stella_operators.targets.contract import Target
+from stella_operators.targets.contract import Target, TargetFacts
 
 if TYPE_CHECKING:
     from stella_operators.evidence.keys import SigningKey
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from stella_operators.promotion.recovery import RollbackReport
 
 TargetFactory = Callable[[TargetConfig], Target]
+PLAN_CHANGED = "plan.changed"  # the live plan at deploy time is not the approved one
 
 
 class PromotionRefused(RuntimeError):
@@ -217,14 +220,16 @@ def _deploy_locked(estate: Estate, ledger: DeployLedger, key: SigningKey, promo:
     release.check_integrity()
     env = estate.environment(promo.environment)
     previous_release = ledger.deployed_release(promo.app, promo.environment)
-    ledger.transition(promotion_id, S.DEPLOYING, actor="stella")
+    # Facts are read while the promotion is still `approved`: a stop here (plan changed) or a
+    # worker dying here leaves nothing to roll back, and a retry reads them again.
     try:
-        connected, before = [], {}
+        connected, before, facts = [], {}, {}
         for config in env.targets:
             target = None
             try:
                 target = targets(config)
-                before[config.name] = {c: d for c, d in target.facts(release.app).digests().items() if d}
+                facts[config.name] = target.facts(release.app)
+                before[config.name] = {c: d for c, d in facts[config.name].digests().items() if d}
             except Exception as exc:
                 where = target_address(target) if target is not None else config.name
                 raise RuntimeError(f"{where}: {exc}") from exc
@@ -238,6 +243,8 @@ def _deploy_locked(estate: Estate, ledger: DeployLedger, key: SigningKey, promo:
             "status": "failed", "error": str(exc)}, promotion_id=promotion_id)
         ledger.release_deploy_lock(promo.app, env.name, promotion_id, scope=env.lock_scope, actor="stella")
         raise DeploymentFailed(f"deployment {deployment_id} could not start: {exc}") from exc
+    _check_approved_plan(estate, ledger, key, promo, release, facts)
+    ledger.transition(promotion_id, S.DEPLOYING, actor="stella")
     # What each target runs now is what a rollback restores: recorded before anything changes.
     deployment_id = ledger.start_deployment(promotion_id, env.strategy, previous=before)
     plans = plan_deployment(estate, release, environment=env.name, promotion_id=promotion_id,
@@ -330,6 +337,37 @@ def _end_paused(ledger: DeployLedger, key: SigningKey, promo: Promotion, release
     raise DeploymentFailed(f"deployment {deployment_id} paused: {outcome.error}; left for a human: "
                            f"{', '.join(pending) or 'nothing'} (they run their previous release: promote again "
                            "to finish the rollout, or roll back)")
+
+
+def _check_approved_plan(estate: Estate, ledger: DeployLedger, key: SigningKey, promo: Promotion, release: Release,
+                         facts: dict[str, TargetFacts]) -> None:
+    """Stop (nothing deployed) if what the deployment would change now is not what every counted
+    approval approved: record why (audit + `deployment` evidence with both plans), end the
+    promotion `failed` with reason `plan.changed`, release the lock, raise DeploymentFailed."""
+    approved = approved_plans(ledger, promo.id)
+    if not approved:  # nobody approved a plan (no approval needed, or given before ledger 0004)
+        return
+    plans = plan_deployment(estate, release, environment=promo.environment, promotion_id=promo.id,
+                            deployment_id=PREVIEW_ID)
+    live = plan_from_facts(plans, dict(facts), environment=promo.environment, release=release)
+    differences: list[str] = []
+    for approver, plan in approved:
+        differences += [f"{d} (approved by {approver})" for d in plan_differences(plan, live)]
+    if not differences:
+        return
+    env = estate.environment(promo.environment)
+    message = (f"not deployed: what deploying {release.name} would change in {promo.environment} is no longer "
+               f"what was approved: {'; '.join(differences)}. Nothing was changed. Request the promotion again "
+               f"(DAG stella_promote__{promo.app}__{promo.environment}, release {release.name}); the approvers "
+               "will see the new plan.")
+    ledger.audit("stella", "deployment.plan_changed", f"promotion:{promo.id}",
+                 {"approved": sorted({p.hash for _, p in approved}), "live": live.hash, "differences": differences})
+    _end_not_started(ledger, key, promo, release, PLAN_CHANGED,
+                     evidence={"approved_plans": [{"approver": a, "plan": p.to_dict()} for a, p in approved],
+                               "live_plan": live.to_dict(), "differences": differences},
+                     detail={"differences": differences, "live_plan_hash": live.hash, "message": message})
+    ledger.release_deploy_lock(promo.app, env.name, promo.id, scope=env.lock_scope, actor="stella")
+    raise DeploymentFailed(message)
 
 
 def verify_promotion(estate: Estate, ledger: DeployLedger, key: SigningKey, promotion_id: str,

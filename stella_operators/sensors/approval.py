@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from stella_operators.estate.loader import load_estate_for_app
 from stella_operators.estate.models import Estate
-from stella_operators.operators.base import PromotionStepOperator, StellaBaseOperator
+from stella_operators.operators.base import PromotionStepOperator, StellaBaseOperator, build_target
 from stella_operators.sensors.approval_input import OPTIONS, RESPONDENT
 
 try:  # Airflow 3.3+: park in awaiting_input (Human-in-the-loop), resumed by the approval call
@@ -78,11 +78,25 @@ class ApprovalSensor(PromotionStepOperator, BaseSensorOperator):
         status = self._settle({"status": "check"})
         if status != "awaiting_approval":
             return self._finish(status)
+        self._record_plan_shown()
         env = self.estate.environment(self.environment)
         timeout_s = env.approvals.timeout_s if env.approvals else 86400
         deadline = datetime.now(UTC) + timedelta(seconds=timeout_s)
         self.log.info("promotion %s waits for approvals until %s", self.promotion_id, deadline.isoformat())
         return self._wait(context, deadline)
+
+    def _record_plan_shown(self) -> None:
+        """The plan (per target: current -> new digest) as it stood when the wait began, once, in
+        the ledger. Unreadable hosts are rows of the plan; nothing here may fail the wait."""
+        from stella_operators.approvals.plans import record_plan_shown  # not at DAG parse time
+
+        try:
+            plan = record_plan_shown(self.estate, self.ledger, self.promotion_id, build_target)
+        except Exception:  # noqa: BLE001 - the approvers still see the live plan on the page
+            self.log.warning("could not record the plan shown to approvers", exc_info=True)
+            return
+        for line in plan.lines() if plan is not None else []:
+            self.log.info("plan: %s", line)
 
     def _wait(self, context: Any, deadline: datetime) -> dict[str, Any] | None:
         left = timedelta(seconds=max(0.0, (deadline - datetime.now(UTC)).total_seconds()))

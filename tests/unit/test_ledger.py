@@ -110,7 +110,7 @@ class LedgerBehaviour:
     def test_migrations_idempotent_and_match_tables(self, ledger: Ledger, ledger_url):
         ledger.migrate()
         Ledger.open(ledger_url).close()
-        assert current_revision(ledger.engine) == head_revision() == "0003"
+        assert current_revision(ledger.engine) == head_revision() == "0004"
         assert schema_diffs(ledger.engine) == []
 
     def test_migration_0002_upgrades_a_0001_ledger(self, ledger_url):
@@ -129,7 +129,7 @@ class LedgerBehaviour:
         old.close()
 
         with Ledger.open(ledger_url) as ledger:
-            assert current_revision(ledger.engine) == "0003"
+            assert current_revision(ledger.engine) == "0004"
             assert schema_diffs(ledger.engine) == []
             assert ledger.get_release(release.id) == release
             assert ledger.get_promotion(promotion.id) == promotion

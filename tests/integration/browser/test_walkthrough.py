@@ -121,6 +121,11 @@ def test_approver_sees_what_they_approve_and_the_row_settles(people, promotion, 
     assert "Requested by admin" in text and "first deploy to dev" in text
     assert "Gate upstream" in text and "passed" in text
     assert row.get_by_role("link", name="Airflow run").get_attribute("href").startswith(f"/dags/{DEV_DAG}/runs/")
+    # what will change, per host, read from the hosts now: dev-1 listens nowhere, and the page says so
+    assert "What will change" in text
+    unknown = row.locator("tr.plan-row.unknown[data-target='dev-1']").inner_text()
+    assert unknown.startswith("dev-1") and "could not read host dev-1: " in unknown
+    assert "What would change on dev-1 is unknown. You may still approve" in text
     bob.shot("approvals-before")
     row.get_by_role("button", name="Approve").click()
     row.locator(".msg.ok").wait_for()

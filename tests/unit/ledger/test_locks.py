@@ -137,7 +137,7 @@ class LockBehaviour:
                                  "VALUES ('prod', :p, :t, 'run-1')"), {"p": promotion.id, "t": T0})
         old.close()
         with Ledger.open(ledger_url) as ledger:
-            assert current_revision(ledger.engine) == "0003"
+            assert current_revision(ledger.engine) == "0004"
             lock = ledger.deploy_lock("shop", "prod")
             assert (lock.promotion_id, lock.holder, lock.expires_at) == (promotion.id, "run-1", T0)
             assert "environment_locks" not in sa.inspect(ledger.engine).get_table_names()
