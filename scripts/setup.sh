@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-/opt/stella-venv}
 APT_PACKAGES=(docker.io docker-registry umoci skopeo busybox-static iproute2 iptables postgresql
               openssh-server openssh-client procps
+              # canary analysis tests: a real Prometheus (2.42) scraping the metrics apps
+              prometheus
               # browser tests: Debian's chromium, driven by Playwright (its own browser download cannot work here)
               chromium fonts-dejavu-core)
 
