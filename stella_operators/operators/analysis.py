@@ -56,9 +56,10 @@ class RunAnalysisOperator(BaseOperator):
         self.on_inconclusive = on_inconclusive
         self.deferrable = deferrable
 
-    def _trigger(self, started_at: datetime) -> AnalysisTrigger:
+    def _trigger(self, started_at: datetime, min_runtime_s: float | None = None) -> AnalysisTrigger:
+        kw = {} if min_runtime_s is None else {"min_runtime_s": min_runtime_s}
         return AnalysisTrigger(analysis=self.analysis.model_dump(mode="json"), started_at=started_at.isoformat(),
-                               prometheus_conn_id=self.prometheus_conn_id, http_conn_id=self.http_conn_id)
+                               prometheus_conn_id=self.prometheus_conn_id, http_conn_id=self.http_conn_id, **kw)
 
     def execute(self, context: Any) -> dict[str, Any]:
         started_at = datetime.now(UTC)
@@ -72,7 +73,8 @@ class RunAnalysisOperator(BaseOperator):
     async def _run_here(self, started_at: datetime) -> dict[str, Any]:
         # The same trigger code, awaited in the worker: one implementation of the schedule.
         event: dict[str, Any] = {}
-        async for e in self._trigger(started_at).run():
+        # In the worker there is no deferral race to keep clear of: report as soon as known.
+        async for e in self._trigger(started_at, min_runtime_s=0).run():
             event = e.payload
         return event
 

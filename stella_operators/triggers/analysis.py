@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -12,6 +14,7 @@ from stella_operators.analysis.model import Analysis
 from stella_operators.analysis.providers import Endpoint, open_sampler
 from stella_operators.analysis.runner import run_analysis
 from stella_operators.hooks.metrics import MetricsEndpointHook
+from stella_operators.triggers.ledger_poll import MIN_WAIT_S
 
 
 class AnalysisTrigger(BaseTrigger):
@@ -25,11 +28,15 @@ class AnalysisTrigger(BaseTrigger):
     :param started_at: ISO time the schedule counts from (initial delay, intervals).
     :param prometheus_conn_id: Connection of the Prometheus server (needed when a metric uses it).
     :param http_conn_id: optional Connection giving base URL/credentials to http_json metrics.
+    :param min_runtime_s: the event is never yielded sooner than this after the trigger started
+        (measurements still run on schedule): a trigger firing seconds after deferral can get the
+        resumed task failed in Airflow 3.3 (see triggers/ledger_poll.py MIN_WAIT_S).
     """
 
     def __init__(self, analysis: dict[str, Any], started_at: str, prometheus_conn_id: str = "stella_prometheus",
-                 http_conn_id: str | None = None):
+                 http_conn_id: str | None = None, min_runtime_s: float = MIN_WAIT_S):
         super().__init__()
+        self.min_runtime_s = min_runtime_s
         self.analysis = analysis
         self.started_at = started_at
         self.prometheus_conn_id = prometheus_conn_id
@@ -38,7 +45,8 @@ class AnalysisTrigger(BaseTrigger):
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{type(self).__module__}.{type(self).__qualname__}",
                 {"analysis": self.analysis, "started_at": self.started_at,
-                 "prometheus_conn_id": self.prometheus_conn_id, "http_conn_id": self.http_conn_id})
+                 "prometheus_conn_id": self.prometheus_conn_id, "http_conn_id": self.http_conn_id,
+                 "min_runtime_s": self.min_runtime_s})
 
     async def _endpoints(self, analysis: Analysis) -> dict[str, Endpoint | None]:
         providers = {m.provider for m in analysis.metrics}
@@ -51,12 +59,17 @@ class AnalysisTrigger(BaseTrigger):
         return endpoints
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        started = time.monotonic()
+        event = await self._analyse()
+        await asyncio.sleep(max(0.0, self.min_runtime_s - (time.monotonic() - started)))
+        yield TriggerEvent(event)
+
+    async def _analyse(self) -> dict[str, Any]:
         try:
             analysis = Analysis.model_validate(self.analysis)
             endpoints = await self._endpoints(analysis)
             async with open_sampler(endpoints) as take:
                 done = await run_analysis(analysis, take, datetime.fromisoformat(self.started_at))
         except Exception as exc:  # noqa: BLE001 - the task must learn why, not hang deferred
-            yield TriggerEvent({"outcome": "error", "error": f"{type(exc).__name__}: {exc}"})
-            return
-        yield TriggerEvent(done.report())
+            return {"outcome": "error", "error": f"{type(exc).__name__}: {exc}"}
+        return done.report()
