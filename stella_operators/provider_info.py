@@ -20,5 +20,7 @@ def get_provider_info() -> dict:
         "connection-types": [
             {"hook-class-name": "stella_operators.hooks.docker_engine.DockerEngineHook",
              "connection-type": "stella_docker_engine"},
+            {"hook-class-name": "stella_operators.hooks.metrics.MetricsEndpointHook",
+             "connection-type": "stella_metrics"},
         ],
     }
