@@ -1,6 +1,7 @@
 """A tiny HTTP app for canary tests and demos: `/` answers (or fails), `/metrics` counts, by version.
 
 Runs in its own process (`python -m devstack.metrics_app --port 8081 --version v2 --error-rate 0.2`).
+`/stats` gives the same counters as JSON (`error_ratio`: errors / requests since start).
 Its error rate and latency can be changed while it runs: `POST /control?error_rate=0.2&latency_ms=50`.
 Errors are deterministic: with rate r, request n fails when floor(n*r) > floor((n-1)*r), so exactly
 20 % of any 100 requests fail (a test can predict the ratio Prometheus will see).
@@ -14,6 +15,7 @@ Metrics (Prometheus text format 0.0.4):
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import signal
@@ -92,7 +94,12 @@ def serve(host: str, port: int, version: str, error_rate: float, latency_ms: flo
 
         def do_GET(self) -> None:
             path = urllib.parse.urlsplit(self.path).path
-            if path == "/metrics":
+            if path == "/stats":  # the same counters as JSON, for the http_json provider
+                with state.lock:
+                    stats = {"version": state.version, "requests": state.requests, "errors": state.errors,
+                             "error_ratio": state.errors / state.requests if state.requests else None}
+                self._send(200, json.dumps(stats), "application/json")
+            elif path == "/metrics":
                 self._send(200, state.exposition(), "text/plain; version=0.0.4; charset=utf-8")
             elif path == "/":
                 t0 = time.monotonic()
