@@ -9,6 +9,8 @@ APT_PACKAGES=(docker.io docker-registry umoci skopeo busybox-static iproute2 ipt
               openssh-server openssh-client procps
               # the router in front of blue-green sets (runtime API on the stats socket)
               haproxy
+              # canary analysis tests: a real Prometheus (2.42) scraping the metrics apps
+              prometheus
               # browser tests: Debian's chromium, driven by Playwright (its own browser download cannot work here)
               chromium fonts-dejavu-core)
 

@@ -22,5 +22,7 @@ def get_provider_info() -> dict:
              "connection-type": "stella_docker_engine"},
             {"hook-class-name": "stella_operators.hooks.nomad.NomadHook", "connection-type": "stella_nomad"},
             {"hook-class-name": "stella_operators.hooks.winrm.WinrmHook", "connection-type": "stella_winrm"},
+            {"hook-class-name": "stella_operators.hooks.metrics.MetricsEndpointHook",
+             "connection-type": "stella_metrics"},
         ],
     }
