@@ -11,7 +11,16 @@ import argparse
 import os
 import sys
 
-from stella_operators.cli import audit, estate_commands, evidence, keys, ledger_commands, promotions, releases
+from stella_operators.cli import (
+    audit,
+    estate_commands,
+    evidence,
+    keys,
+    ledger_commands,
+    promote,
+    promotions,
+    releases,
+)
 from stella_operators.estate.errors import EstateError
 
 
@@ -19,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stella", description=(__doc__ or "").splitlines()[0])
     p.add_argument("--ledger-conn-id", default=None, help="Airflow Connection of the ledger")
     sub = p.add_subparsers(dest="command", required=True)
-    for commands in (estate_commands, releases, promotions, evidence, keys, audit, ledger_commands):
+    for commands in (estate_commands, releases, promote, promotions, evidence, keys, audit, ledger_commands):
         commands.register(sub)
     return p
 

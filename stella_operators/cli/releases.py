@@ -5,18 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import closing
 
-from stella_operators.cli.common import API_URL, API_USER, api_login, default_estate, response_detail
+from stella_operators.cli.common import API_URL, API_USER, default_estate
+from stella_operators.cli.runs import logged_in, return_value, run_link, trigger, wait_for
 
 
 def cmd_release_create(args) -> int:
     """Cut a release through the Airflow API server, as the logged-in Airflow user: it triggers the
     app's release DAG, whose task records the run's triggering user as the creator. The creator is
     what separation of duties compares approvers with, so it is never a flag (as for `approve`)."""
-    import time
-
-    import httpx
-
     from stella_operators.dag_builder import release_dag_id
     from stella_operators.estate.loader import load_estate
 
@@ -38,39 +36,28 @@ def cmd_release_create(args) -> int:
                      + (f"; unknown: {', '.join(unknown)}" if unknown else "")
                      + (f"; missing: {', '.join(missing)}" if missing else ""))
     dag_id = release_dag_id(args.app)
-    with httpx.Client(base_url=args.api_url.rstrip("/"), timeout=30) as client:
-        token = api_login(client, args.user)
-        if token is None:
-            return 2
-        client.headers["Authorization"] = f"Bearer {token}"
+    client = logged_in(args.api_url, args.user)
+    if client is None:
+        return 2
+    with closing(client):
         conf = {"name": args.name, **refs, "source_commit": args.commit or ""}
-        r = client.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
-        if r.status_code >= 400:
-            print(f"refused (HTTP {r.status_code}): {response_detail(r)}", file=sys.stderr)
+        run_id = trigger(client, dag_id, conf, args.user)
+        if run_id is None:
             return 1
-        run_id = r.json()["dag_run_id"]
-        print(f"triggered {dag_id} run {run_id} as {args.user}", file=sys.stderr)
         if args.no_wait:
             print(json.dumps({"dag_id": dag_id, "run_id": run_id}))
             return 0
-        run_url = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"
-        deadline = time.monotonic() + args.timeout
-        state = None
-        while time.monotonic() < deadline:
-            state = client.get(run_url).json().get("state")
-            if state in ("success", "failed"):
-                break
-            time.sleep(1)
+        state = wait_for(client, dag_id, run_id, args.timeout)
+        link = run_link(args.api_url, dag_id, run_id)
         if state == "failed":
-            print(f"stella: release run {run_id} failed: the create_release task log in Airflow says why "
-                  f"({args.api_url.rstrip('/')}/dags/{dag_id}/runs/{run_id})", file=sys.stderr)
+            print(f"stella: release run {run_id} failed: the create_release task log in Airflow says why ({link})",
+                  file=sys.stderr)
             return 1
         if state != "success":
             print(f"stella: release run {run_id} is still {state or 'unknown'} after {args.timeout:.0f} s; "
-                  f"it goes on in Airflow ({args.api_url.rstrip('/')}/dags/{dag_id}/runs/{run_id})", file=sys.stderr)
+                  f"it goes on in Airflow ({link})", file=sys.stderr)
             return 1
-        r = client.get(f"{run_url}/taskInstances/create_release/xcomEntries/return_value", params={"deserialize": True})
-        value = r.json().get("value") if r.status_code < 400 else None
+        value = return_value(client, dag_id, run_id, "create_release")
         if isinstance(value, str):
             value = json.loads(value)
     print(json.dumps({"dag_id": dag_id, "run_id": run_id, **(value or {})}, indent=2))

@@ -88,3 +88,40 @@ def test_a_viewer_may_not_cut_a_release(stack):
 def test_a_failed_release_run_is_reported(stack):
     r = stella(stack, "--app", "kiosk", "--name", "kiosk-9.9.9", "web=no-such-tag", user="alice")
     assert r.returncode == 1 and " failed: the create_release task log in Airflow says why" in r.stderr
+
+
+def promote(stack, *args, user: str, timeout: float = 300):
+    env = {**os.environ, "STELLA_API_PASSWORD": stack.passwords[user], "PYTHONPATH": str(ROOT),
+           "STELLA_ESTATE": str(stack.estate_path)}
+    return subprocess.run([sys.executable, "-m", "stella_operators.cli.main", "promote", *args,
+                           "--api-url", stack.url, "--user", user],
+                          env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def test_promote_requests_as_the_logged_in_user_and_wait_reports_the_end(stack):
+    """`stella promote` through the API server: the requester is the login (so SoD holds); --wait follows the
+    run to its end (here the deploy fails: the target's connection does not exist) and says how to ask why."""
+    from stella_operators.ledger import Ledger
+
+    made = stella(stack, "--app", "kiosk", "--name", "kiosk-2.0.0", "web=1.0.0", user="alice")
+    assert made.returncode == 0, made.stderr
+    r = promote(stack, "kiosk", "dev", "--release", "kiosk-2.0.0", "--reason", "first rollout", user="alice")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)  # stdout is the answer alone
+    assert out["dag_id"] == "stella_promote__kiosk__dev" and out["state"] == "requested"
+    promotion = Ledger.open(f"sqlite:///{stack.ledger_path}").get_promotion(out["promotion_id"])
+    assert promotion.requested_by == "alice" and promotion.reason == "first rollout"
+
+    r = promote(stack, "kiosk", "dev", "--release", "kiosk-2.0.0", "--reason", "again", "--wait", user="alice")
+    assert r.returncode == 1, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    assert out["state"] == "failed" and f"stella why {out['promotion_id']}" in r.stderr
+
+
+def test_promote_refuses_viewers_unknown_environments_and_blank_reasons(stack):
+    r = promote(stack, "kiosk", "dev", "--release", "kiosk-1.0.0", "--reason", "viewer tries", user="vera")
+    assert r.returncode == 1 and "refused (HTTP 403)" in r.stderr and r.stdout == ""
+    r = promote(stack, "kiosk", "prod", "--release", "kiosk-1.0.0", "--reason", "no such env", user="alice")
+    assert r.returncode == 2 and "its environments: dev" in r.stderr
+    r = promote(stack, "kiosk", "dev", "--release", "kiosk-1.0.0", "--reason", "   ", user="alice")
+    assert r.returncode == 2 and "white space alone is refused" in r.stderr
