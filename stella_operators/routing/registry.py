@@ -1,8 +1,5 @@
 """Router types: found through the entry point group `stella_operators.routers`, their settings
 validated at estate load (`blue_green.router.settings`), built on demand.
-
-The built-in types are also listed when the installed distribution predates them (its entry
-points are read from its metadata at install time).
 """
 
 from __future__ import annotations
@@ -10,12 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from importlib.metadata import EntryPoint
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from stella_operators.entry_points import BUILT_IN, stella_entry_points
+from stella_operators.entry_points import stella_entry_points
 from stella_operators.routing.contract import Router
 
 ROUTERS_GROUP = "stella_operators.routers"
@@ -39,11 +35,8 @@ class RouterSettingsError(ValueError):
 
 @cache
 def router_types() -> dict[str, RouterType]:
-    eps = stella_entry_points(ROUTERS_GROUP)
-    have = {ep.name for ep in eps}
-    eps += [EntryPoint(n, v, ROUTERS_GROUP) for n, v in BUILT_IN.get(ROUTERS_GROUP, {}).items() if n not in have]
     found: dict[str, RouterType] = {}
-    for ep in eps:
+    for ep in stella_entry_points(ROUTERS_GROUP):
         obj = ep.load()
         if not isinstance(obj, RouterType):
             raise TypeError(f"entry point {ep.name} = {ep.value} is not a stella RouterType")

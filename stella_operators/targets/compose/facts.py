@@ -17,6 +17,7 @@ from typing import Any
 
 from stella_operators.targets.compose.lockfile import LABEL_COMPONENT, LABEL_DIGEST
 from stella_operators.targets.contract import RunningComponent, TargetFacts, VersionSticker
+from stella_operators.targets.docker.facts import image_digest
 
 log = logging.getLogger(__name__)
 
@@ -93,29 +94,11 @@ def image_repo_digests(output: str) -> dict[str, list[str]]:
             for d in _json_lines(output, "docker image inspect")}
 
 
-def _norm_repo(repo: str) -> str:
-    """Docker's short form of a repository name (docker.io/library/x -> x)."""
-    for prefix in ("docker.io/", "index.docker.io/", "registry-1.docker.io/"):
-        if repo.startswith(prefix):
-            repo = repo[len(prefix):]
-            if repo.startswith("library/") and repo.count("/") == 1:
-                repo = repo[len("library/"):]
-            break
-    return repo
-
-
 def running_digest(config_image: str, repo_digests: list[str], hint: str | None) -> str | None:
     """The repo digest the container's image carries for the repository it was created from.
     `hint` (the stella.digest label) only picks among digests the image really carries."""
-    pairs = [(_norm_repo(r.partition("@")[0]), r.partition("@")[2]) for r in repo_digests]
-    if "@" in config_image:
-        repo = _norm_repo(config_image.partition("@")[0])
-        candidates = [d for r, d in pairs if r == repo]
-    else:
-        candidates = [d for _, d in pairs]
-    if hint and hint in candidates:
-        return hint
-    return candidates[0] if len(set(candidates)) == 1 else None
+    repository = config_image.partition("@")[0] if "@" in config_image else None
+    return image_digest({"RepoDigests": repo_digests}, repository, hint)
 
 
 def build_facts(target: str, app: str, ps: list[PsContainer], inspected: list[InspectedContainer],
