@@ -12,6 +12,7 @@ from pathlib import Path
 
 from devstack.hosts import DockerHost, DockerHostLab
 from devstack.images import build_web_image
+from devstack.metrics_image import build_metrics_web_image
 from devstack.registry import RegistryServer, start_registry
 
 REPOSITORY = "demo/web"
@@ -61,8 +62,12 @@ class EstateLab:
             self._lab.stop()
             self._lab = None
 
-    def push_web(self, tag: str, *, healthy: bool = True, fmt: str = "v2s2") -> str:
-        """Build and push a version of the demo web image; return its digest."""
+    def push_web(self, tag: str, *, healthy: bool = True, fmt: str = "v2s2", error_pct: int | None = None) -> str:
+        """Build and push a version of the demo web image; return its digest. With `error_pct`, the
+        image also serves the metrics app (devstack/metrics_image.py) failing that share of requests."""
+        if error_pct is not None:
+            return build_metrics_web_image(self.registry_host, REPOSITORY, tag, workdir=self.workdir / "images",
+                                           version=tag, error_pct=error_pct, healthy=healthy)
         return build_web_image(self.registry_host, REPOSITORY, tag, workdir=self.workdir / "images",
                                version=tag, healthy=healthy, fmt=fmt)
 

@@ -59,16 +59,18 @@ class PrometheusServer:
 
 
 def start_prometheus(workdir: Path, targets: list[str], *, host: str = "127.0.0.1", port: int = 9090,
-                     scrape_interval_s: float = 1.0, ready_timeout: float = 30.0) -> PrometheusServer:
-    """Prometheus with its own config, data dir and log under `workdir`, scraping `targets`
-    ("host:port", path /metrics) every `scrape_interval_s`."""
+                     scrape_interval_s: float = 1.0, ready_timeout: float = 30.0,
+                     metrics_path: str = "/metrics") -> PrometheusServer:
+    """Prometheus with its own config, data dir, log and pid file under `workdir`, scraping
+    `targets` ("host:port", path `metrics_path`) every `scrape_interval_s`."""
     if not os.access(PROMETHEUS_BINARY, os.X_OK):
         raise PrometheusStartError(f"{PROMETHEUS_BINARY} not found (apt-get install prometheus)")
     workdir = Path(workdir)
     (workdir / "data").mkdir(parents=True, exist_ok=True)
     interval = f"{int(scrape_interval_s * 1000)}ms"
     config = {"global": {"scrape_interval": interval, "evaluation_interval": interval, "scrape_timeout": interval},
-              "scrape_configs": [{"job_name": "apps", "static_configs": [{"targets": list(targets)}]}]}
+              "scrape_configs": [{"job_name": "apps", "metrics_path": metrics_path,
+                                  "static_configs": [{"targets": list(targets)}]}]}
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = (workdir / "prometheus.log").open("wb")
     proc = subprocess.Popen([PROMETHEUS_BINARY, f"--config.file={workdir / 'prometheus.yml'}",
@@ -76,6 +78,7 @@ def start_prometheus(workdir: Path, targets: list[str], *, host: str = "127.0.0.
                              "--storage.tsdb.retention.time=2h", "--log.level=warn"],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
+    (workdir / "prometheus.pid").write_text(f"{proc.pid}\n")
     server = PrometheusServer(url=f"http://{host}:{port}", pid=proc.pid, workdir=workdir, _proc=proc)
     deadline = time.monotonic() + ready_timeout
     while True:
