@@ -47,6 +47,10 @@ class AirflowStack:
     port: int = 0
     listen: str = "127.0.0.1"     # the api-server's address ("0.0.0.0": also reachable from lab namespaces)
     executor: str = "LocalExecutor"  # e.g. "LocalExecutor,airflow.providers.edge3.executors.EdgeExecutor"
+    # Airflow's log servers (scheduler's workers, triggerer) default to the fixed ports 8793/8794:
+    # free ports instead let two stacks run at once (scripts/test runs two pytest processes).
+    worker_log_port: int = 0
+    trigger_log_port: int = 0
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     passwords: dict[str, str] = field(default_factory=dict)
 
@@ -73,6 +77,8 @@ class AirflowStack:
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.worker_log_port or 8793),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.trigger_log_port or 8794),
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}
 
     def environ(self, **overrides: str) -> dict[str, str]:
@@ -89,6 +95,8 @@ class AirflowStack:
     def start(self, timeout_s: float = 90) -> AirflowStack:
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port(self.listen)
+        self.worker_log_port = self.worker_log_port or free_port("0.0.0.0")
+        self.trigger_log_port = self.trigger_log_port or free_port("0.0.0.0")
         env = self._environ()
         db = self.home / "airflow.db"
         if db.exists():  # a stack started again on its home: upgrade its DB in place

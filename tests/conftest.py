@@ -31,4 +31,5 @@ pytest_plugins = [
     "tests.fixtures.ssh_peer",
     "tests.fixtures.cloud_peers",
     "tests.fixtures.lab_lifetime",  # stops a session lab after its last user
+    "tests.fixtures.shards",        # STELLA_TEST_SHARD=labs|peers (scripts/test runs both at once)
 ]
