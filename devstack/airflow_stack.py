@@ -7,13 +7,17 @@ in real worker processes, and deferred tasks wait in the real triggerer.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -43,6 +47,10 @@ class AirflowStack:
     port: int = 0
     listen: str = "127.0.0.1"     # the api-server's address ("0.0.0.0": also reachable from lab namespaces)
     executor: str = "LocalExecutor"  # e.g. "LocalExecutor,airflow.providers.edge3.executors.EdgeExecutor"
+    # Airflow's log servers (scheduler's workers, triggerer) default to the fixed ports 8793/8794:
+    # free ports instead let two stacks run at once (scripts/test runs two pytest processes).
+    worker_log_port: int = 0
+    trigger_log_port: int = 0
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     passwords: dict[str, str] = field(default_factory=dict)
 
@@ -69,6 +77,8 @@ class AirflowStack:
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.worker_log_port or 8793),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.trigger_log_port or 8794),
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}
 
     def environ(self, **overrides: str) -> dict[str, str]:
@@ -85,11 +95,14 @@ class AirflowStack:
     def start(self, timeout_s: float = 90) -> AirflowStack:
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port(self.listen)
+        self.worker_log_port = self.worker_log_port or free_port("0.0.0.0")
+        self.trigger_log_port = self.trigger_log_port or free_port("0.0.0.0")
         env = self._environ()
-        out = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True,
-                             text=True)
-        if out.returncode != 0:
-            raise StackError(f"airflow db migrate failed: {out.stderr[-2000:]}")
+        db = self.home / "airflow.db"
+        if db.exists():  # a stack started again on its home: upgrade its DB in place
+            _migrate(env)
+        else:
+            shutil.copyfile(_migrated_template(env), db)
         self.passwords = {u: f"{u}-{secrets.token_hex(4)}" for u in self.users}
         (self.home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps(self.passwords))
         for comp in COMPONENTS:
@@ -119,7 +132,7 @@ class AirflowStack:
                     return
             except (urllib.error.URLError, OSError, ValueError):
                 pass
-            time.sleep(0.5)
+            time.sleep(0.2)
         raise StackError(f"airflow stack not healthy after {timeout_s:.0f} s; "
                          f"api-server log: {self.log_tail('api-server')}")
 
@@ -132,7 +145,7 @@ class AirflowStack:
                 with urllib.request.urlopen(req, timeout=5):
                     return
             except (urllib.error.URLError, OSError):
-                time.sleep(1)
+                time.sleep(0.25)
         raise StackError(f"DAG {dag_id} not parsed after {timeout_s:.0f} s: {self.log_tail('dag-processor')}")
 
     def log_tail(self, comp: str, lines: int = 30) -> str:
@@ -141,32 +154,64 @@ class AirflowStack:
         except OSError:
             return ""
 
-    def stop(self, grace_s: float = 15) -> None:
+    def stop(self, grace_s: float = 3) -> None:
         """Stop every component's whole process group (workers, serve-logs, the triggerer's
-        child), also when the component itself already exited and left its children behind."""
+        child), also when the component itself already exited and left its children behind.
+
+        A stack is throwaway (its SQLite DB and logs stay in its home for post-mortems): the
+        components get `grace_s` to end on SIGTERM, then what is left of their groups is killed.
+        Waiting longer buys nothing here and used to cost 10-15 s per stack (the api-server's
+        graceful shutdown, the triggerer waiting 10 s for its trigger runner)."""
         for proc in self.procs.values():
             try:  # the group, even when its leader is gone: its children still hold ports 8793/8794
                 os.killpg(proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(p.poll() is None or _group_alive(p.pid) for p in self.procs.values()):
+            time.sleep(0.1)
         for proc in self.procs.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-        for proc in self.procs.values():
-            while _group_alive(proc.pid) and time.monotonic() < deadline:
-                time.sleep(0.2)
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            proc.wait(timeout=5)
-            gone = time.monotonic() + 5
+        gone = time.monotonic() + 5
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, gone - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
             while _group_alive(proc.pid) and time.monotonic() < gone:
                 time.sleep(0.05)
         self.procs = {}
+
+
+def _migrate(env: dict[str, str]) -> None:
+    out = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True,
+                         text=True)
+    if out.returncode != 0:
+        raise StackError(f"airflow db migrate failed: {out.stderr[-2000:]}")
+
+
+_TEMPLATE_LOCK = threading.Lock()
+_TEMPLATE: Path | None = None
+
+
+def _migrated_template(env: dict[str, str]) -> Path:
+    """A freshly migrated SQLite metadata DB, made once per process and copied for every new stack.
+
+    `airflow db migrate` costs ~10 s (a Python start, Airflow's import, the schema); its result
+    depends only on the installed Airflow and providers (same for every stack of a process), so a
+    copy is the same database. The template lives in a temporary directory removed at exit."""
+    global _TEMPLATE
+    with _TEMPLATE_LOCK:
+        if _TEMPLATE is None or not _TEMPLATE.exists():
+            home = Path(tempfile.mkdtemp(prefix="stella-airflow-template-"))
+            atexit.register(shutil.rmtree, home, True)
+            db = home / "airflow.db"
+            _migrate({**env, "AIRFLOW_HOME": str(home), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{db}"})
+            _TEMPLATE = db
+        return _TEMPLATE
 
 
 def _group_alive(pgid: int) -> bool:
