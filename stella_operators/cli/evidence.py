@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stella_operators.cli import locker
 from stella_operators.cli.common import open_ledger
 
 if TYPE_CHECKING:
@@ -161,4 +162,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ex.add_argument("id", help="promotion id (writes a bundle) or evidence id (writes that record)")
     ex.add_argument("-o", "--output", required=True)
     ex.set_defaults(func=cmd_evidence_export)
+    locker.register(e)
 
