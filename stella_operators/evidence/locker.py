@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, Self
@@ -147,8 +147,13 @@ class EvidenceLocker:
     """A content-addressed store of evidence files under `base` (see the module docstring)."""
 
     def __init__(self, base: LockerPath, *, retention: Mapping[str, int | None] | None = None,
-                 local: bool = False, where: str | None = None):
+                 local: bool = False, where: str | None = None,
+                 forget: Callable[[LockerPath], None] | None = None):
         self.base = base
+        # Object stores cache what they listed (s3fs: size and ETag, and reads then insist on that
+        # ETag): `forget(path)` drops it before a read, so bytes changed behind our back are read and
+        # reported as changed instead of failing as a cache mismatch.
+        self.forget = forget
         self.retention = dict(DEFAULT_RETENTION if retention is None else retention)
         self.local = local  # a local folder needs its folders made; object stores have none
         self.where = where or str(base)
@@ -176,6 +181,8 @@ class EvidenceLocker:
     def get(self, address: str) -> bytes:
         """The bytes at `address`, re-hashed: LockerTampered if they changed, LockerMissing if gone."""
         path = self._object_path(address)
+        if self.forget is not None:
+            self.forget(path)
         if not path.exists():
             raise LockerMissing(f"MISSING: no object {address} in the locker at {self.where}")
         data = path.read_bytes()

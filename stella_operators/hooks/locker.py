@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from airflow.sdk import BaseHook, ObjectStoragePath
 
 from stella_operators import settings
-from stella_operators.evidence.locker import EvidenceLocker, LockerError, parse_retention
+from stella_operators.evidence.locker import EvidenceLocker, LockerError, LockerPath, parse_retention
 
 
 def locker_where(url: str) -> str:
@@ -45,4 +45,10 @@ class EvidenceLockerHook(BaseHook):
             raise LockerError(f"evidence locker URL {self.url!r} names no bucket: s3://BUCKET/PREFIX")
         base = ObjectStoragePath(self.url, conn_id=self.locker_conn_id or None)
         return EvidenceLocker(base, retention=parse_retention(self.retention), local=parts.scheme == "file",
-                              where=locker_where(self.url))
+                              where=locker_where(self.url), forget=_forget)
+
+
+def _forget(path: LockerPath) -> None:
+    """Drop fsspec's cached listing of `path` (an ObjectStoragePath; see EvidenceLocker.forget)."""
+    if isinstance(path, ObjectStoragePath):
+        path.fs.invalidate_cache(path.path)
