@@ -37,6 +37,14 @@ def _record_file(record: EvidenceRecord) -> tuple[str, str, bytes, dict[str, Any
             record.to_file_json().encode("utf-8"), {"id": record.id, "type": str(record.type)})
 
 
+def host_files_of(outcome: Any) -> dict[str, HostFiles]:
+    """deployment id -> HostFiles from a DeploymentOutcome (deploy/engine.py), empty when none."""
+    if outcome is None or not getattr(outcome, "deployment_id", None):
+        return {}
+    files = {t.target: dict(t.host_files) for t in outcome.targets if getattr(t, "host_files", None)}
+    return {outcome.deployment_id: files} if files else {}
+
+
 def archive_release(ledger: FullLedger, locker: EvidenceLocker, release_id: str, *,
                     now: datetime | None = None) -> LockerIndex:
     """Index `release/<id>`: the release's own records (its seal)."""

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from stella_operators.evidence.locker_sync import archive_promotion, archive_release, catch_up, checkpoint_to_locker
+from stella_operators.evidence.locker_sync import (
+    archive_promotion,
+    archive_release,
+    catch_up,
+    checkpoint_to_locker,
+    host_files_of,
+)
 from stella_operators.hooks.locker import EvidenceLockerHook
 from stella_operators.operators.base import StellaBaseOperator
 
@@ -23,14 +29,6 @@ if TYPE_CHECKING:
     from stella_operators.ledger.protocols import FullLedger
 
 log = logging.getLogger(__name__)
-
-
-def host_files_of(outcome: Any) -> dict[str, dict[str, dict[str, str]]]:
-    """deployment id -> target -> {file name: text} from a DeploymentOutcome (empty when none)."""
-    if outcome is None or not getattr(outcome, "deployment_id", None):
-        return {}
-    files = {t.target: dict(t.host_files) for t in outcome.targets if getattr(t, "host_files", None)}
-    return {outcome.deployment_id: files} if files else {}
 
 
 def archive_quietly(ledger: FullLedger, promotion_id: str | None = None, *, release_id: str | None = None,
