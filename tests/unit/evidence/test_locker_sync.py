@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from stella_operators.evidence.bundle import export_bundle, read_members, verify_bundle
 from stella_operators.evidence.envelope import verify_evidence
 from stella_operators.evidence.keys import TrustedKeys
-from stella_operators.evidence.locker import EvidenceLocker
+from stella_operators.evidence.locker import EvidenceLocker, LockerTampered
 from stella_operators.evidence.locker_sync import archive_promotion, catch_up, host_files_of
 from stella_operators.operators.locker import archive_quietly
 from stella_operators.promotion.service import deploy_promotion, verify_promotion
@@ -89,3 +90,26 @@ def test_a_locker_that_cannot_be_written_loses_no_record(world: World, tmp_path:
     assert catch_up(world.ledger, locker) == []
     assert {e.meta["id"] for e in locker.index("promotion", promo.id).entries if e.kind == "evidence"} == {
         r.id for r in world.ledger.evidence_for(promotion_id=promo.id)}
+
+
+def test_the_bundle_carries_the_lockers_artifacts_and_still_verifies_offline(world: World, tmp_path: Path) -> None:
+    locker = EvidenceLocker(tmp_path / "locker", local=True)
+    promo = world.approved(1)
+    outcome = deploy_promotion(world.estate, world.ledger, world.key, promo.id, world.targets)
+    verify_promotion(world.estate, world.ledger, world.key, promo.id, world.targets)
+    archive_promotion(world.ledger, locker, promo.id, host_files=host_files_of(outcome))
+    data = export_bundle(world.ledger, world.key, promo.id, exported_by="auditor", locker=locker)
+    trusted = TrustedKeys()
+    trusted.add(world.key.public_pem())
+    assert verify_bundle(data, trusted).ok
+    members = read_members(data)
+    dep = outcome.deployment_id
+    assert members[f"artifacts/lock_files/{dep}/a/{LOCK}"].startswith(b"# lock of a\n")
+    assert json.loads(members[f"artifacts/stickers/{dep}/b.version.json"])["target"] == "b"
+
+    # a lock file changed in the locker is refused at export, not copied into a bundle
+    obj = locker._object_path(next(e.address for e in locker.index("promotion", promo.id).entries
+                                   if e.kind == "lock_file"))
+    Path(str(obj)).write_text("# edited by hand\n")
+    with pytest.raises(LockerTampered):
+        export_bundle(world.ledger, world.key, promo.id, exported_by="auditor", locker=locker)
