@@ -61,7 +61,9 @@ class AirflowStack:
     def _environ(self) -> dict[str, str]:
         venv_bin = str(Path(sys.executable).parent)
         base = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-        return {**base, **self.env,
+        # No scheduled audit checkpoint DAG unless a stack asks for one (env=...): DAGs start unpaused
+        # here, and its runs would take worker slots and write checkpoints of this stack's ledger.
+        return {**base, "STELLA_AUDIT_CHECKPOINT_EVERY_MIN": "0", **self.env,
                 "PATH": venv_bin + os.pathsep + base.get("PATH", ""),
                 "AIRFLOW_HOME": str(self.home),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",

@@ -1,4 +1,6 @@
-"""moto's AWS emulator as a real HTTP server on 127.0.0.1 (`moto_server`), for the ecs target's tests.
+"""moto's AWS emulator (moto emulator, not AWS) as a real HTTP server on 127.0.0.1 (`moto_server`), for
+the ecs target's tests and the evidence locker's S3 tests (`create_bucket`: moto's in-memory S3,
+which keeps objects only while the server runs and checks no real IAM policy).
 
 Not AWS: moto models clusters, task definition revisions and a service's PRIMARY deployment, whose
 `rolloutState` is COMPLETED when the server's MOTO_ECS_SERVICE_RUNNING >= the service's desired
@@ -13,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import boto3
 import httpx
 
 from devstack.registry import free_port
@@ -51,3 +54,8 @@ class MotoServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+    def create_bucket(self, name: str, *, region: str = "us-east-1") -> None:
+        """An S3 bucket in this moto server (any access key works: moto checks no credentials)."""
+        boto3.client("s3", endpoint_url=self.url, region_name=region, aws_access_key_id="testing",
+                     aws_secret_access_key="testing").create_bucket(Bucket=name)

@@ -61,3 +61,29 @@ def estate_cache_dir() -> Path:
 
 def dev_key_path() -> Path:
     return stella_home() / "keys" / "dev-ed25519.pem"
+
+
+def locker_url() -> str:
+    """The evidence locker's base: `STELLA_LOCKER_URL` (`s3://bucket/prefix` in production), else a
+    local folder `file://$STELLA_HOME/locker`."""
+    return os.environ.get("STELLA_LOCKER_URL") or (stella_home() / "locker").resolve().as_uri()
+
+
+def locker_conn_id() -> str | None:
+    """The Airflow Connection with the locker's credentials and endpoint (`STELLA_LOCKER_CONN_ID`,
+    e.g. an `aws` Connection for S3); none for a local folder."""
+    return os.environ.get("STELLA_LOCKER_CONN_ID") or None
+
+
+def locker_retention() -> str:
+    """Retention per locker index kind, `STELLA_LOCKER_RETENTION` (e.g. `promotion=forever,checkpoint=90d`)."""
+    return os.environ.get("STELLA_LOCKER_RETENTION", "")
+
+
+def audit_checkpoint_every_min() -> int:
+    """Minutes between signed audit checkpoints written to the locker by the `stella_audit_checkpoint`
+    DAG (`STELLA_AUDIT_CHECKPOINT_EVERY_MIN`, default 60; 0: no such DAG)."""
+    raw = os.environ.get("STELLA_AUDIT_CHECKPOINT_EVERY_MIN", "60").strip()
+    if not raw.isdigit():
+        raise ValueError(f"STELLA_AUDIT_CHECKPOINT_EVERY_MIN={raw!r}: expected a whole number of minutes (0: off)")
+    return int(raw)

@@ -8,7 +8,9 @@ import tarfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stella_operators.cli import locker
 from stella_operators.cli.common import open_ledger
+from stella_operators.cli.locker import open_locker
 
 if TYPE_CHECKING:
     from stella_operators.evidence.trust import TrustStore
@@ -131,7 +133,16 @@ def cmd_evidence_export(args) -> int:
         Path(args.output).write_text(record.to_file_json())
         print(f"wrote {args.output}")
         return 0
-    data = export_bundle(ledger, SigningKeyHook().get_conn(), args.id, exported_by=getpass.getuser())
+    locker = None
+    if args.use_locker:
+        try:
+            locker = open_locker(args)
+            locker.indexes("promotion")  # reachable?
+        except Exception as exc:  # noqa: BLE001 - the records alone still make a verifiable bundle
+            print(f"stella: WARNING: the evidence locker cannot be read ({type(exc).__name__}: {exc}); the bundle "
+                  "holds the records but no stickers, lock files or deploy logs", file=sys.stderr)
+            locker = None
+    data = export_bundle(ledger, SigningKeyHook().get_conn(), args.id, exported_by=getpass.getuser(), locker=locker)
     Path(args.output).write_bytes(data)
     print(f"wrote {args.output}")
     return 0
@@ -160,5 +171,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ex = e.add_parser("export", help="a promotion's bundle (tar: every record, keys, signed manifest) or one record")
     ex.add_argument("id", help="promotion id (writes a bundle) or evidence id (writes that record)")
     ex.add_argument("-o", "--output", required=True)
+    ex.add_argument("--no-locker", dest="use_locker", action="store_false",
+                    help="leave out the stickers, lock files and deploy logs the evidence locker holds")
+    ex.add_argument("--locker", default=None, metavar="URL", help="the evidence locker (default $STELLA_LOCKER_URL)")
     ex.set_defaults(func=cmd_evidence_export)
+    locker.register(e)
 

@@ -16,6 +16,7 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Asset, CronTriggerTimetable, Param, TaskGroup, chain, get_parsing_context
 from airflow.task.trigger_rule import TriggerRule
 
+from stella_operators.dag_builder.audit_dag import AUDIT_CHECKPOINT_DAG_ID, audit_checkpoint_dag
 from stella_operators.dag_builder.sites import site_task_args
 from stella_operators.estate.loader import load_estate, load_estate_for_app
 from stella_operators.estate.models import Environment, Estate
@@ -101,6 +102,9 @@ def build_estate_dags(estate_path: str | Path, *, shard: int = 0, shards: int = 
         raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
     path = str(Path(estate_path).resolve())
     wanted = get_parsing_context().dag_id
+    if wanted == AUDIT_CHECKPOINT_DAG_ID:  # not an app's: it lives in shard 0's file
+        audit_dag = audit_checkpoint_dag(path) if shard == 0 else None
+        return {wanted: audit_dag} if audit_dag else {}
     if wanted:
         app = app_of_dag_id(wanted)
         if app is None or shard_of(app, shards) != shard:
@@ -113,6 +117,9 @@ def build_estate_dags(estate_path: str | Path, *, shard: int = 0, shards: int = 
     for each in estate.apps:
         if shard_of(each.name, shards) == shard:
             dags.update({dag_id: build() for dag_id, build in _dag_builders(estate, each.name, path).items()})
+    audit_dag = audit_checkpoint_dag(path) if shard == 0 else None
+    if audit_dag is not None:
+        dags[AUDIT_CHECKPOINT_DAG_ID] = audit_dag
     return dags
 
 

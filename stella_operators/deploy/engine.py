@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from stella_operators.deploy.rollback import finalize_targets, restore_targets
-from stella_operators.targets.contract import PreparedChange, Target, TargetPlan
+from stella_operators.targets.contract import PreparedChange, Target, TargetPlan, VersionSticker
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ class TargetOutcome:
     timings_ms: dict[str, int] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
     error: str | None = None
+    sticker: VersionSticker | None = None  # the plan's sticker, stored with the target result
+    host_files: dict[str, str] = field(default_factory=dict)  # PreparedChange.host_files (for the locker)
 
 
 @dataclass
@@ -108,7 +110,8 @@ def run_deployment(pairs: list[tuple[Target, TargetPlan]], *, max_parallel: int 
     if max_parallel < 1:
         raise ValueError("max_parallel must be >= 1")
     deployment_id = pairs[0][1].deployment_id
-    slots = [_Slot(target=t, plan=p, outcome=TargetOutcome(target=t.name, status="cancelled")) for t, p in pairs]
+    slots = [_Slot(target=t, plan=p, outcome=TargetOutcome(target=t.name, status="cancelled", sticker=p.sticker))
+             for t, p in pairs]
     pool = ThreadPoolExecutor(max_workers=min(max_parallel, len(slots)), thread_name_prefix="stella-deploy")
     try:
         outcome = _run(slots, pool, t_start + timeout_s, timeout_s, cleanup_timeout_s)
@@ -244,6 +247,7 @@ def _finish_logs(slots: list[_Slot]) -> None:
             prepared = slot.prepared
         if prepared is not None:
             slot.outcome.log = list(prepared.log) + slot.outcome.log
+            slot.outcome.host_files.update(prepared.host_files)
             for key, value in prepared.timings_ms.items():
                 slot.outcome.timings_ms.setdefault(key, value)
 

@@ -12,6 +12,9 @@ A bundle is a tar file:
                              deployments, rollbacks), each a signed DSSE envelope
     keys/<key id>.pub        the public keys that signed them (for convenience: verification
                              trusts only the trust store it is given, never these)
+    artifacts/...            when exported with the evidence locker: the promotion's version
+                             stickers, compose lock files and deploy logs as the locker holds them
+                             (read verified against their addresses; covered by the manifest)
 
 `verify_bundle(data, trusted)` needs no ledger and no network: it checks the manifest signature,
 that the files are exactly the listed ones with the listed hashes, that every record verifies
@@ -36,6 +39,7 @@ from stella_operators.evidence.envelope import EvidenceRecord, pae, verify_evide
 from stella_operators.evidence.keys import SigningKey, TrustedKeys, UnknownKeyId
 
 if TYPE_CHECKING:
+    from stella_operators.evidence.locker import EvidenceLocker
     from stella_operators.ledger.protocols import FullLedger
 
 BUNDLE_FORMAT = "stella-promotion-bundle/v1"
@@ -72,13 +76,18 @@ def _json_bytes(obj: Any) -> bytes:
 
 def build_bundle(*, promotion: Mapping[str, Any], release: Mapping[str, Any], records: Sequence[EvidenceRecord],
                  public_keys: Mapping[str, str], key: SigningKey, exported_by: str,
-                 now: datetime | None = None) -> bytes:
-    """The tar bytes of a bundle (deterministic for the same inputs and time)."""
+                 now: datetime | None = None, artifacts: Mapping[str, bytes] | None = None) -> bytes:
+    """The tar bytes of a bundle (deterministic for the same inputs and time). `artifacts`:
+    name -> bytes, stored as `artifacts/<name>`."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
     files: dict[str, bytes] = {
         "release.json": _json_bytes(dict(release)),
         "promotion.json": _json_bytes(dict(promotion)),
     }
+    for name, data in (artifacts or {}).items():
+        if name.startswith("/") or ".." in name.split("/"):
+            raise BundleError(f"artifact {name!r}: path leaves the bundle")
+        files[f"artifacts/{name}"] = data
     for i, rec in enumerate(records, start=1):
         files[f"records/{i:03d}-{rec.type.value}.json"] = rec.to_file_json().encode("utf-8")
     for key_id in sorted({r.key_id for r in records}):
@@ -209,14 +218,19 @@ def verify_bundle(data: bytes, trusted: TrustedKeys) -> BundleReport:
 
 
 def export_bundle(ledger: FullLedger, key: SigningKey, promotion_id: str, *, exported_by: str,
-                  now: datetime | None = None) -> bytes:
+                  now: datetime | None = None, locker: EvidenceLocker | None = None) -> bytes:
     """The bundle of one promotion from the ledger: the release's own records (its seal) and the
-    promotion's records, oldest first. Raises the ledger's NotFound for an unknown promotion."""
+    promotion's records, oldest first; with `locker`, also the stickers, lock files and deploy logs
+    its index `promotion/<id>` lists (LockerTampered if one changed). Raises the ledger's NotFound
+    for an unknown promotion."""
     promotion = ledger.get_promotion(promotion_id)
     release = ledger.get_release(promotion.release_id)
     records = {r.id: r for r in [*ledger.evidence_for(release_id=release.id, release_only=True),
                                  *ledger.evidence_for(promotion_id=promotion.id)]}
     ordered = sorted(records.values(), key=lambda r: (r.created_at, r.id))
+    index = locker.index("promotion", promotion.id) if locker is not None else None
+    artifacts = {e.name: locker.get(e.address) for e in index.entries
+                 if e.kind != "evidence"} if locker is not None and index is not None else {}
     return build_bundle(promotion=promotion.model_dump(mode="json"), release=release.model_dump(mode="json"),
                         records=ordered, public_keys=ledger.public_key_pems({r.key_id for r in ordered}),
-                        key=key, exported_by=exported_by, now=now)
+                        key=key, exported_by=exported_by, now=now, artifacts=artifacts)

@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from stella_operators.operators.base import PromotionStepOperator, StellaBaseOperator, actor_of, build_target
+from stella_operators.operators.locker import archive_quietly
 from stella_operators.triggers.ledger_poll import MIN_WAIT_S
 
 
@@ -134,6 +135,7 @@ class DeployReleaseOperator(PromotionStepOperator):
                 outcome = deploy_promotion(self.estate, self.ledger, self.signing_key, self.promotion_id,
                                            build_target, holder=holder, batch=self.batch)
         except DeploymentFailed as exc:  # rolled back and recorded: a retry would not change the verdict
+            archive_quietly(self.ledger, self.promotion_id)
             raise AirflowFailException(str(exc)) from None
         except FrozenAtDeploy as exc:
             return self._wait_for_freeze(exc)
@@ -145,6 +147,7 @@ class DeployReleaseOperator(PromotionStepOperator):
             return self._wait_for_lock(exc.holder)
         finally:
             self._deploying = False
+        archive_quietly(self.ledger, self.promotion_id, outcome=outcome)
         return self._report(outcome)
 
     def _report(self, outcome: Any) -> dict[str, Any]:
@@ -229,7 +232,9 @@ class VerifyPromotionOperator(PromotionStepOperator):
         try:
             result = verify_promotion(self.estate, self.ledger, self.signing_key, self.promotion_id, build_target)
         except DeploymentFailed as exc:
+            archive_quietly(self.ledger, self.promotion_id)
             raise AirflowFailException(str(exc)) from None
+        archive_quietly(self.ledger, self.promotion_id)
         for outlet in self.outlets or []:
             context["outlet_events"][outlet].extra = {
                 "release_id": result["release_id"], "release_name": result["release_name"],

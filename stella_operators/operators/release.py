@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from stella_operators.operators.base import StellaBaseOperator, actor_of
+from stella_operators.operators.locker import archive_quietly
 
 
 class CreateReleaseOperator(StellaBaseOperator):
@@ -34,6 +35,7 @@ class CreateReleaseOperator(StellaBaseOperator):
         release = cut_release(self.estate, app=self.app, name=self.release_name, refs=refs,
                               resolve=registry_resolver(self.estate), created_by=actor_of(context), source=self.source)
         record_release(self.ledger, self.signing_key, release)
+        archive_quietly(self.ledger, release_id=release.id)
         self.log.info("Sealed release %s (%s) %s", release.name, release.id, release.content_hash)
         for c in release.components:
             self.log.info("  %s = %s", c.name, c.ref)

@@ -12,6 +12,7 @@ from airflow.providers.standard.operators.branch import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from stella_operators.operators.base import PromotionStepOperator, StellaBaseOperator, actor_of
+from stella_operators.operators.locker import archive_quietly
 
 TRUE_WORDS = ("true", "1", "yes", "on")
 
@@ -97,6 +98,7 @@ class RecordRollbackOperator(PromotionStepOperator):
             raise AirflowFailException("the rollback was never requested (see the request task's log): "
                                        "nothing changed, nothing to record")
         returned, content = record_rollback_outcome(self.ledger, self.signing_key, self.promotion_id)
+        archive_quietly(self.ledger, self.promotion_id)
         left, to = content["left"], content.get("returned_to") or {}
         if not returned:
             raise AirflowFailException(f"rollback from {left['release_name']} did not complete: {content['error']}")

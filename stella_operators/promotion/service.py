@@ -273,7 +273,8 @@ def settle_outcome(estate: Estate, ledger: DeployLedger, key: SigningKey, promo:
     ran = [t for t in outcome.targets if batch is None or t.target in _batch_targets(env, batch)]
     for t in ran:
         ledger.add_target_result(deployment_id, t.target, t.status, digests=t.digests_after,
-                                 timings=t.timings_ms, log="\n".join(t.log), sticker=None)
+                                 timings=t.timings_ms, log="\n".join(t.log),
+                                 sticker=t.sticker if t.status == "deployed" else None)
     content: dict[str, Any] = {
         "environment": env.name, "promotion_id": promotion_id, "deployment_id": deployment_id,
         "strategy": env.strategy, "status": outcome.status,

@@ -127,6 +127,9 @@ class PreparedChange:
     switch_at_commit: dict[str, str] = field(default_factory=dict)
     timings_ms: dict[str, int] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
+    # files written on the host that an auditor wants a copy of (file name -> text, e.g. the compose
+    # lock file): the deploy task puts them in the evidence locker. Never secrets.
+    host_files: dict[str, str] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:

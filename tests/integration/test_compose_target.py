@@ -161,6 +161,8 @@ class TestComposeLifecycle:
             assert running(t) == {"web": images["web1"], "api": images["api1"]}
             text = (dirs[t.name] / LOCK_FILE).read_text()
             lock = read_lock(text)
+            # the deploy task gets the very file back, for the evidence locker (no env values in it)
+            assert outcome.target(t.name).host_files == {LOCK_FILE: text}
             # every image by digest; the tag only as a comment
             assert lock.images() == {"web": f"{lab.registry.host_port}/stella/web@{images['web1']}",
                                      "api": f"{lab.registry.host_port}/stella/api@{images['api1']}"}

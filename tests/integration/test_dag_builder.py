@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from stella_operators.dag_builder import drift_dag_id, promote_dag_id, release_dag_id, rollback_dag_id
+from stella_operators.dag_builder.audit_dag import AUDIT_CHECKPOINT_DAG_ID
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,7 +60,7 @@ def test_generated_dags_shape(folder, tmp_path, monkeypatch):
     assert sorted(bag.dags) == sorted([promote_dag_id("shop", "dev"), promote_dag_id("shop", "stage"),
                                        release_dag_id("shop"), rollback_dag_id("shop", "dev"),
                                        rollback_dag_id("shop", "stage"), drift_dag_id("shop", "dev"),
-                                       drift_dag_id("shop", "stage")])
+                                       drift_dag_id("shop", "stage"), AUDIT_CHECKPOINT_DAG_ID])
     release = bag.dags[release_dag_id("shop")]
     assert set(release.params.keys()) == {"name", "web", "api", "source_commit"}
     dev = bag.dags[promote_dag_id("shop", "dev")]
@@ -173,9 +174,11 @@ def sharded(folder, tmp_path, monkeypatch):
 
 
 def all_ids(n: int) -> set[str]:
-    return {d for i in range(n) for d in (release_dag_id(f"app{i:02d}"),
-                                          *(f(f"app{i:02d}", env) for env in ("dev", "stage")
-                                            for f in (promote_dag_id, rollback_dag_id, drift_dag_id)))}
+    """Every app's DAGs, plus the one audit checkpoint DAG (in shard 0's file)."""
+    return {AUDIT_CHECKPOINT_DAG_ID} | {
+        d for i in range(n) for d in (release_dag_id(f"app{i:02d}"),
+                                      *(f(f"app{i:02d}", env) for env in ("dev", "stage")
+                                        for f in (promote_dag_id, rollback_dag_id, drift_dag_id)))}
 
 
 def test_full_parse_builds_every_dag_once_split_over_the_shard_files(sharded, folder):

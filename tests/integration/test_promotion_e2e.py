@@ -36,6 +36,7 @@ def estate(estate_lab, tmp_path_factory, airflow_db):
     mp.setenv("STELLA_ESTATE", str(path))
     # Evidence is signed with a key of the stack's own; its public key is the only trust root.
     keys = evidence_key_env(tmp_path_factory.mktemp("evidence"))
+    mp.setenv("STELLA_LOCKER_URL", tmp_path_factory.mktemp("locker").as_uri())  # this run's evidence locker
     for k, v in {**estate_lab.connection_env(), **keys}.items():
         mp.setenv(k, v)
     yield {"path": path, "lab": estate_lab, "digests": {"1.0.0": d1, "1.1.0": d2, "broken": d_bad}}
@@ -145,6 +146,26 @@ def test_release_promote_roll_forward_and_roll_back(estate, dagbag, ledger, tmp_
     assert run(dagbag, "stella_promote__shop__stage", release="shop-1.0.0", reason="dev ok").state == "success"
     assert_env_runs(lab, "stage", stage, digests["1.0.0"], r1)
     assert ledger.deployed_release("shop", "stage").id == r1.id
+
+    # The evidence locker holds a copy (issue 9 item 5): every record of the promotion and the
+    # release seal, each host's sticker and deploy log; then the scheduled checkpoint DAG signs the
+    # audit chain into it and `stella audit verify` checks the chain against that checkpoint.
+    from stella_operators.hooks.locker import EvidenceLockerHook
+
+    promo = ledger.latest_promotion("shop", "stage")
+    index = EvidenceLockerHook().get_conn().index("promotion", promo.id)
+    locker = EvidenceLockerHook().get_conn()
+    assert {e.meta["id"] for e in index.entries if e.kind == "evidence"} == {
+        r.id for r in [*ledger.evidence_for(promotion_id=promo.id),
+                       *ledger.evidence_for(release_id=r1.id, release_only=True)]}
+    stickers = {e.meta["target"]: json.loads(locker.get(e.address)) for e in index.entries if e.kind == "sticker"}
+    assert sorted(stickers) == stage and {s["release_id"] for s in stickers.values()} == {r1.id}
+    assert sorted(e.meta["target"] for e in index.entries if e.kind == "deploy_log") == stage
+    out = stella_cli("evidence", "locker", "verify")
+    assert out.returncode == 0 and out.stdout.startswith("ok: "), out.stdout + out.stderr
+    assert run(dagbag, "stella_audit_checkpoint").state == "success"
+    out = stella_cli("audit", "verify")
+    assert out.returncode == 0 and out.stdout.endswith("; 1 checkpoint(s) hold\n"), out.stdout + out.stderr
 
     # Evidence for every step verifies; a changed byte does not.
     records = ledger.evidence_for(release_id=r1.id)

@@ -233,6 +233,7 @@ class ComposeTarget:
                 self.remote.write_file(f"{folder}/{rel}", content, mode=0o600)
         new_name = f"{LOCK_FILE}.new"
         self.remote.write_file(self._path(plan.app, new_name), text, mode=0o644)
+        prepared.host_files[LOCK_FILE] = text  # a copy for the evidence locker (no env values in it)
         prepared.timings_ms["files"] = _ms(t0)
 
         # 3. pull the changed images by digest (nothing runs differently yet)
