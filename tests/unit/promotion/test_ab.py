@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from stella_operators.api.views import board
+from stella_operators.drift.service import check_drift
 from stella_operators.estate.models import Estate
 from stella_operators.evidence import SigningKey
 from stella_operators.ledger import Ledger
@@ -166,3 +168,25 @@ def test_both_groups_running_the_app_is_refused_before_anything_changes(fleet):
     assert fleet.running() == {"a1": R1, "a2": R1, "b1": R1, "b2": {}}
     assert fleet.status(promo) == "failed"
     assert fleet.ledger.deploy_lock("shop", "prod") is None
+
+
+def test_the_drift_check_expects_group_a_idle_after_an_a_b_deployment(fleet):
+    fleet.ship(1)
+    fleet.ship(2)
+    report = check_drift(fleet.estate, fleet.ledger, "shop", "prod", fleet.targets)
+    assert not report.drifted, report.message()
+    # a worker started by hand on the idle group is drift, naming why the host must be idle
+    fleet.hosts["a1"].workloads[-1].running = True
+    report = check_drift(fleet.estate, fleet.ledger, "shop", "prod", fleet.targets)
+    assert [(f.target, f.kind) for f in report.findings] == [("a1", "unmanaged")]
+    assert "stopped by the A/B deployment" in report.findings[0].detail
+
+
+def test_the_releases_board_shows_group_a_idle_not_degraded(fleet):
+    fleet.ship(1)
+    fleet.ship(2)
+    cell = board(fleet.estate, fleet.ledger)["deployed"]["shop"]["prod"]
+    assert cell["name"] == "shop-2.0.0" and not cell["degraded"], cell["problems"]
+    assert {t["target"]: (t["release"], t["result"]) for t in cell["targets"]} == {
+        "a1": (None, "stopped"), "a2": (None, "stopped"), "b1": ("shop-2.0.0", "deployed"),
+        "b2": ("shop-2.0.0", "deployed")}
