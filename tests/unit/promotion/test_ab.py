@@ -5,6 +5,7 @@ the audit log; verification leaves group A out; failures and interrupted stages 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 
@@ -170,8 +171,9 @@ def test_both_groups_running_the_app_is_refused_before_anything_changes(fleet):
     assert fleet.ledger.deploy_lock("shop", "prod") is None
 
 
-def test_the_drift_check_expects_group_a_idle_after_an_a_b_deployment(fleet):
+def test_the_drift_check_expects_group_a_idle_after_an_a_b_deployment(fleet, clock):
     fleet.ship(1)
+    clock.now += timedelta(minutes=5)   # the ledger orders promotions by time
     fleet.ship(2)
     report = check_drift(fleet.estate, fleet.ledger, "shop", "prod", fleet.targets)
     assert not report.drifted, report.message()
@@ -182,8 +184,9 @@ def test_the_drift_check_expects_group_a_idle_after_an_a_b_deployment(fleet):
     assert "stopped by the A/B deployment" in report.findings[0].detail
 
 
-def test_the_releases_board_shows_group_a_idle_not_degraded(fleet):
+def test_the_releases_board_shows_group_a_idle_not_degraded(fleet, clock):
     fleet.ship(1)
+    clock.now += timedelta(minutes=5)   # the ledger orders promotions and results by time
     fleet.ship(2)
     cell = board(fleet.estate, fleet.ledger)["deployed"]["shop"]["prod"]
     assert cell["name"] == "shop-2.0.0" and not cell["degraded"], cell["problems"]
