@@ -14,7 +14,7 @@ Plain Python.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from stella_operators.deploy.ab import AbOutcome, AbStageReport, run_ab
@@ -149,8 +149,3 @@ def left_out(env: Environment, ledger: AuditLog, deployment_id: str) -> dict[str
     why = (f"group {plan.group_a}: its workloads were stopped by the A/B deployment (kept, not removed)"
            if plan.group_a else "the other A/B group, idle")
     return {t.name: why for t in env.targets if t.name not in plan.b_targets}
-
-
-def stage_targets(plan: AbPlan, stage: int) -> Sequence[str]:
-    s = plan.stage(stage)
-    return [*s.up, *s.down]
