@@ -4,6 +4,7 @@ the audit log; verification leaves group A out; failures and interrupted stages 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -16,6 +17,7 @@ from stella_operators.evidence import SigningKey
 from stella_operators.ledger import Ledger
 from stella_operators.promotion.ab import STAGE_ENDED, STAGE_FAILED, STAGE_STARTED
 from stella_operators.promotion.ab_stages import deploy_stage
+from stella_operators.promotion.recovery import roll_back_promotion
 from stella_operators.promotion.service import DeploymentFailed, deploy_promotion, verify_promotion
 from stella_operators.promotion.strategies import batch_count
 from stella_operators.targets.contract import TargetFacts, TargetPlan
@@ -33,6 +35,13 @@ class Worker(FakeHost):
         for rc in facts.components.values():
             rc.healthy = True
         return facts
+
+    on_restore: object = None       # callable() told when restore starts (order across hosts)
+
+    def restore(self, plan: TargetPlan, previous: dict[str, str | None]) -> None:
+        if callable(self.on_restore):
+            self.on_restore()
+        super().restore(plan, previous)
 
     def park(self, plan: TargetPlan) -> None:
         self.calls.append("park")
@@ -193,3 +202,25 @@ def test_the_releases_board_shows_group_a_idle_not_degraded(fleet, clock):
     assert {t["target"]: (t["release"], t["result"]) for t in cell["targets"]} == {
         "a1": (None, "stopped"), "a2": (None, "stopped"), "b1": ("shop-2.0.0", "deployed"),
         "b2": ("shop-2.0.0", "deployed")}
+
+
+def test_recovery_from_a_dead_stage_brings_group_a_back_before_b_stops(fleet):
+    fleet.ship(1)
+    promo = fleet.approved(2)
+    deploy_promotion(fleet.estate, fleet.ledger, fleet.key, promo.id, fleet.targets, batch=0)
+    log: list[str] = []
+
+    def restoring(name: str) -> None:
+        log.append(f"start {name}")
+        if name.startswith("a"):
+            time.sleep(0.3)          # A's workers take a while to come back
+        log.append(f"end {name}")
+
+    for name, host in fleet.hosts.items():
+        host.on_restore = lambda name=name: restoring(name)
+    report = roll_back_promotion(fleet.estate, fleet.ledger, fleet.key, promo.id, fleet.targets,
+                                 reason="stage 2's task failed and left the deployment unfinished")
+    assert report.ok and fleet.running() == {"a1": R1, "a2": R1, "b1": {}, "b2": {}}
+    last_a_back = max(log.index(f"end {n}") for n in ("a1", "a2"))
+    first_b = min(log.index(f"start {n}") for n in ("b1", "b2"))
+    assert last_a_back < first_b, log
