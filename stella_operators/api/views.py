@@ -234,15 +234,15 @@ def environment_cell(estate: Estate, ledger: ReadLedger, app: str, env_name: str
     if drift is not None and drift["status"] == "drift" and not drift["superseded"]:
         problems.append(f"drift found {drift['checked_at']}: " + "; ".join(drift["findings"]))
     for t in targets:
-        if t["result"] is None:
-            continue
+        if t["result"] is None or (t["result"] == "stopped" and t.get("runs_nothing")):
+            continue  # never deployed, or an idle A/B group (its workloads stopped on purpose)
         if t.get("runs_nothing"):
             problems.append(f"{t['target']} runs nothing (last result: {t['result'].replace('_', ' ')})")
         elif rel is not None and t["release"] != rel.name:
             problems.append(f"{t['target']} runs {t['release'] or 'other digests'}, not {rel.name}")
         elif not t["healthy"] and t["release"] is None:
             problems.append(f"{t['target']}: last result {t['result'].replace('_', ' ')}")
-    releases_seen = {t["release"] for t in targets if t["result"] is not None}
+    releases_seen = {t["release"] for t in targets if t["result"] not in (None, "stopped")}
     if len(releases_seen) > 1 and not problems:
         problems.append("its targets run different releases: " + ", ".join(sorted(str(r) for r in releases_seen)))
     cell: dict[str, Any] = {"targets": targets, "degraded": bool(problems), "problems": problems, "drift": drift}

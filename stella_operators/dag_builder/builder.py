@@ -16,6 +16,7 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Asset, CronTriggerTimetable, Param, TaskGroup, chain, get_parsing_context
 from airflow.task.trigger_rule import TriggerRule
 
+from stella_operators.dag_builder.ab import ab_stage_tasks
 from stella_operators.dag_builder.audit_dag import AUDIT_CHECKPOINT_DAG_ID, audit_checkpoint_dag
 from stella_operators.dag_builder.sites import site_task_args
 from stella_operators.estate.loader import load_estate, load_estate_for_app
@@ -222,6 +223,8 @@ def _deploy_tasks(env: Environment, promo: str, common: dict[str, Any], timeout:
     one_failed) and rolls back a deployment its dead tasks left unfinished. Per-target results are
     in each batch task's log and XCom: the grid shows batches, not one task per host."""
     n = batch_count(env)
+    if env.strategy == "ab":
+        return ab_stage_tasks(env, promo, common)
     if n == 1:
         deploy = DeployReleaseOperator(task_id="deploy", promotion_id=promo, execution_timeout=timeout, **common)
         return deploy, deploy

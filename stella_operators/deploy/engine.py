@@ -29,9 +29,11 @@ from stella_operators.targets.contract import PreparedChange, Target, TargetPlan
 
 log = logging.getLogger(__name__)
 
-# `paused`, `skipped` and `pending` come from rolling deployments' on_failure (deploy/rollout.py).
+# `paused`, `skipped` and `pending` come from rolling deployments' on_failure (deploy/rollout.py);
+# `stopped`: an A/B deployment stopped the target's workloads (group A, deploy/ab.py).
 DeploymentStatus = Literal["deployed", "unchanged", "rolled_back", "failed", "paused"]
-TargetStatus = Literal["deployed", "unchanged", "rolled_back", "failed", "cancelled", "skipped", "pending"]
+TargetStatus = Literal["deployed", "unchanged", "rolled_back", "failed", "cancelled", "skipped", "pending",
+                       "stopped"]
 
 
 @dataclass

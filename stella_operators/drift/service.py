@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from stella_operators.drift.compare import DriftFinding, compare_target
-from stella_operators.estate.models import Estate, TargetConfig
-from stella_operators.ledger.protocols import AuditLog, DeployLocks, PromotionBook, ReleaseBook
+from stella_operators.estate.models import Environment, Estate, TargetConfig
+from stella_operators.ledger.protocols import AuditLog, DeployLocks, DeploymentBook, PromotionBook, ReleaseBook
+from stella_operators.promotion import ab
 
 if TYPE_CHECKING:
     from stella_operators.targets.contract import Target
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 DETECTED, NONE = "drift.detected", "drift.none"
 
 
-class DriftLedger(ReleaseBook, PromotionBook, DeployLocks, AuditLog, Protocol):
+class DriftLedger(ReleaseBook, PromotionBook, DeploymentBook, DeployLocks, AuditLog, Protocol):
     """What a drift check reads (verified release, deploy lock) and writes (one audit event)."""
 
 
@@ -81,6 +82,7 @@ def check_drift(estate: Estate, ledger: DriftLedger, app: str, environment: str,
     release = ledger.deployed_release(app, environment)
     report = DriftReport(app, environment, release.id if release else None, release.name if release else None,
                          now or datetime.now(UTC))
+    idle = _idle_targets(env, ledger, app)
     for config in env.targets:
         try:
             facts = targets(config).facts(app)
@@ -88,12 +90,26 @@ def check_drift(estate: Estate, ledger: DriftLedger, app: str, environment: str,
             report.findings.append(DriftFinding(config.name, "unreachable", detail=str(exc) or type(exc).__name__))
             continue
         report.observed[config.name] = facts.digests()
+        if config.name in idle:  # must run nothing of the app
+            report.findings += [DriftFinding(config.name, "unmanaged", name, running=rc.digest,
+                                             detail=idle[config.name]) for name, rc in sorted(facts.components.items())]
+            continue
         report.findings += compare_target(facts, release, environment)
     detail = report.to_dict()
     if run:
         detail["run"] = run
     ledger.audit(actor, DETECTED if report.drifted else NONE, drift_subject(app, environment), detail)
     return report
+
+
+def _idle_targets(env: Environment, ledger: DriftLedger, app: str) -> dict[str, str]:
+    """Targets the last verified deployment left idle on purpose (strategy ab: group A, stopped),
+    with why: they must run nothing of the app."""
+    if env.strategy != "ab":
+        return {}
+    promo = ledger.latest_promotion(app, env.name, "deployed")
+    deps = [d for d in ledger.deployments_for(promo.id) if d.status == "succeeded"] if promo is not None else []
+    return ab.left_out(env, ledger, deps[-1].id) if deps else {}
 
 
 class DriftReader(PromotionBook, AuditLog, Protocol):

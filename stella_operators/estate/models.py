@@ -6,8 +6,17 @@ import re
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from stella_operators.deploy.ab_plan import check_ab_groups
 from stella_operators.targets.contract import HealthCheck
 from stella_operators.targets.runtime import RuntimeSettings
 
@@ -137,6 +146,64 @@ class BlueGreenSettings(_Strict):
                     "its workloads are removed")
     ready_timeout_s: float = Field(60, gt=0, le=3600, description="wait this long for the router to see the "
                                                                   "new set healthy before switching")
+
+
+class AbSettings(_Strict):
+    """`strategy: ab`: A/B by target groups, for workers without HTTP traffic (queue consumers).
+    The group that runs the app now (A) is scaled down while the other (B) is scaled up with the
+    release, stage by stage, each stage checked against a health threshold (deploy/ab.py)."""
+
+    groups: tuple[Name, Name] = Field(
+        description="the two target groups (targets' `group`): the one running the app now is A, the release goes "
+                    "to the other; when neither runs it yet, to the first")
+    stages: list[Annotated[int, Field(gt=0, le=100)]] = Field(
+        [25, 50, 100], min_length=1, max_length=20,
+        description="share of the fleet (percent) moved to B after each stage: strictly increasing, ending at 100")
+    health_threshold: float | list[float] = Field(
+        100, description="percent of B's started targets that must stay healthy during a stage's wait before A's "
+                         "share stops: one value for every stage, or one per stage")
+    stage_wait_s: float = Field(
+        30, ge=0, le=86400, description="how long B's new share runs, its health read all along, before the stage "
+                                        "stops A's share")
+
+    @field_validator("stages")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        for before, after in zip(value, value[1:], strict=False):
+            if after <= before:
+                raise ValueError(f"stages must be strictly increasing: {after} follows {before}")
+        if value[-1] != 100:
+            raise ValueError(f"the last stage must be 100 (the whole fleet on the release), not {value[-1]}")
+        return value
+
+    @field_validator("health_threshold", mode="before")
+    @classmethod
+    def _number_or_list(cls, value: Any) -> Any:
+        numbers = value if isinstance(value, list) else [value]
+        if not all(isinstance(n, int | float) and not isinstance(n, bool) for n in numbers):
+            raise ValueError(f"give a percent (e.g. 90) or a list of one percent per stage, not {value!r}")
+        return value
+
+    @field_validator("health_threshold")
+    @classmethod
+    def _one_per_stage(cls, value: float | list[float], info: ValidationInfo) -> float | list[float]:
+        for n in value if isinstance(value, list) else [value]:
+            if not 0 < n <= 100:
+                raise ValueError(f"a threshold is a percent of B's started targets, more than 0 and at most 100, "
+                                 f"not {n:g}")
+        stages = info.data.get("stages")
+        if isinstance(value, list) and stages is not None and len(value) != len(stages):
+            raise ValueError(f"give one threshold per stage ({len(stages)} stages: {stages}), not {len(value)}; "
+                             "or one number for every stage")
+        return value
+
+    def thresholds(self) -> list[float]:
+        """The health threshold of each stage."""
+        if isinstance(self.health_threshold, list):
+            return list(self.health_threshold)
+        return [self.health_threshold] * len(self.stages)
+
+
 class DriftCheck(_Strict):
     """Check on a timetable that every target runs what the ledger last verified here (drift DAG
     `stella_drift__<app>__<env>`); drift fails the run and is recorded, never fixed silently."""
@@ -168,10 +235,11 @@ class Environment(_Strict):
     requires: list[Name] | None = Field(
         None, description="environments a release must be verified in first; default: the previous one")
     targets: list[TargetConfig] = Field(min_length=1)
-    strategy: Literal["all_at_once", "rolling", "blue_green"] = "all_at_once"
+    strategy: Literal["all_at_once", "rolling", "blue_green", "ab"] = "all_at_once"
     rolling: RollingSettings | None = Field(None, description="settings of `strategy: rolling` (required there)")
     blue_green: BlueGreenSettings | None = Field(
         None, description="settings of `strategy: blue_green` (required there)")
+    ab: AbSettings | None = Field(None, description="settings of `strategy: ab` (required there)")
     max_parallel: int = Field(4, ge=1, le=256)
     deploy_timeout_s: float = Field(900, gt=0, le=86400)
     health_timeout_s: float = Field(60, gt=0, le=3600)
@@ -201,7 +269,7 @@ class Environment(_Strict):
 
     @model_validator(mode="after")
     def _strategy_settings(self) -> Environment:
-        for name in ("rolling", "blue_green"):
+        for name in ("rolling", "blue_green", "ab"):
             given = getattr(self, name) is not None
             if given and self.strategy != name:
                 raise ValueError(f"`{name}:` settings are only read with `strategy: {name}` (this environment uses "
@@ -222,6 +290,8 @@ class Environment(_Strict):
             if stray:
                 raise ValueError(f"targets {', '.join(stray)} are in neither blue_green group ({a}, {b}); give "
                                  "each target `group:` one of them")
+        if self.ab is not None:
+            check_ab_groups(self.ab.groups, self.ab.stages, [(t.name, t.group) for t in self.targets])
         return self
 
 

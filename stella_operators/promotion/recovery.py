@@ -76,8 +76,12 @@ def roll_back_promotion(estate: Estate, ledger: DeployLedger, key: SigningKey, p
                 results.append(RestoreResult(config.name, f"{config.name}: cannot connect: {exc}"))
                 continue
             items.append((target, plan, dict(dep.previous.get(config.name, {}))))
-        results += restore_targets(items, max_parallel=max_parallel or env.max_parallel,
-                                   timeout_s=env.deploy_timeout_s)
+        # A/B: the targets that ran the app before come back first, then the others stop (capacity).
+        waves = ([[i for i in items if any(i[2].values())], [i for i in items if not any(i[2].values())]]
+                 if env.strategy == "ab" else [items])
+        for wave in waves:
+            results += restore_targets(wave, max_parallel=max_parallel or env.max_parallel,
+                                       timeout_s=env.deploy_timeout_s)
         by_name = {r.target: r for r in results}
         not_restored_here = [t.name for t in env.targets if t.name in by_name and not by_name[t.name].ok]
         for t in env.targets:

@@ -259,6 +259,8 @@ def _deploy_locked(estate: Estate, ledger: DeployLedger, key: SigningKey, promo:
 
 
 def _batch_targets(env: Environment, batch: int) -> list[str]:
+    if env.strategy == "ab":  # a stage may start or stop a target of either group
+        return [t.name for t in env.targets]
     return list(policy_of(env).batches[batch])
 
 

@@ -23,6 +23,7 @@ from stella_operators.deploy.blue_green import run_blue_green
 from stella_operators.deploy.engine import DeploymentOutcome, run_deployment
 from stella_operators.deploy.rollout import BatchReport, RollingPolicy, rolling_policy, run_rolling
 from stella_operators.estate.models import Environment, TargetConfig
+from stella_operators.promotion import ab
 from stella_operators.routing.contract import Route, Router
 from stella_operators.routing.registry import build_router
 from stella_operators.targets.contract import Target, TargetPlan
@@ -40,6 +41,8 @@ RETIRED = "deployment.retired"
 
 def batch_count(env: Environment) -> int:
     """Batches of the environment's strategy: the DAG's deploy tasks (1 for all_at_once, blue_green)."""
+    if env.strategy == "ab":
+        return ab.stage_count(env)
     return len(rolling_policy(env).batches) if env.strategy == "rolling" else 1
 
 
@@ -104,7 +107,10 @@ def switch_of(ledger: AuditLog, deployment_id: str) -> dict[str, Any] | None:
 def run_strategy(env: Environment, ledger: AuditLog, deployment_id: str, pairs: list[tuple[Target, TargetPlan]], *,
                  batch: int | None = None, unavailable: Sequence[str] = ()) -> DeploymentOutcome:
     """Deploy `pairs` with the environment's strategy. `batch` (rolling): run only that batch, whose
-    targets are the only ones in `pairs`; None: every batch."""
+    targets are the only ones in `pairs`; None: every batch. ab: `batch` is the stage and `pairs`
+    holds every target (a stage starts some of B's and stops some of A's)."""
+    if env.strategy == "ab":
+        return ab.run_ab_strategy(env, ledger, deployment_id, pairs, stage=batch)
     if env.strategy == "blue_green":
         bg = env.blue_green
         assert bg is not None  # the estate model requires the block
@@ -152,6 +158,8 @@ def targets_to_verify(env: Environment, ledger: AuditLog, dep: Deployment | None
         if switch is not None:
             left_out = {t.name: f"previous set ({switch.get('previous_group')}), kept for the switch-back window"
                         for t in env.targets if t.group != switch["group"]}
+    if env.strategy == "ab":
+        left_out = ab.left_out(env, ledger, dep.id)
     for name, status in results_by_target(dep).items():
         if status == "skipped":
             left_out[name] = "skipped after failing (on_failure: continue); runs its previous release"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -175,6 +175,18 @@ class Cancellable(Protocol):
     which must then roll back within Airflow's grace period before SIGKILL (5 s)."""
 
     def cancel(self) -> None: ...
+
+
+@runtime_checkable
+class Parkable(Protocol):
+    """Optional for a Target: `park(plan)` stops every running workload of `plan.app` and keeps it,
+    so that `restore(plan, previous)` starts it again (the workloads commit keeps, without a new
+    release). A/B deployments stop group A's share this way (deploy/ab.py); types without it
+    cannot be in an `ab` environment."""
+
+    name: str
+
+    def park(self, plan: TargetPlan) -> None: ...
 
 
 def sticker_labels(sticker: VersionSticker) -> dict[str, Any]:

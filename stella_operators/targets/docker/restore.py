@@ -7,6 +7,8 @@ restore  - remove the containers of the deployment, start again the newest stopp
            needs no registry.
            A run-once component (init, migration) is never run again: its completed container
            of the previous digest is what it was.
+park     - stop the app's running containers and keep them (A/B: group A's share); restore
+           starts them again.
 finalize - after verification: remove the stopped containers of the app that are neither the
            deployment's nor current facts (a completed migration of an earlier release that this
            one kept stays, so that the next re-run leaves it alone).
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 class DockerRestore:
     api: Any
     name: str
+    stop_timeout_s: int
 
     if TYPE_CHECKING:  # provided by DockerTarget
         @property
@@ -102,6 +105,28 @@ class DockerRestore:
         self.wait_healthy(component, rc.workload_name, rc.workload_id, t0 + plan.health_timeout_s,
                            plan.health_timeout_s)
         log.info("%s: %s: restored %s (%s)", self.name, component, rc.workload_name, digest)
+
+    def park(self, plan: TargetPlan) -> None:
+        """Stop every running container of the app and keep it (contract.Parkable): `restore` with
+        the digests it ran starts it again. A completed init / migration is not running: untouched."""
+        errors: list[str] = []
+        try:
+            containers = self._containers(plan.app)
+        except Exception as exc:  # noqa: BLE001 - the caller names the host
+            raise DeployError(self._where(), f"cannot list containers: {_api_error_text(exc)}") from None
+        for c in containers:
+            if c.get("State") != "running":
+                continue
+            try:
+                self.api.stop(c["Id"], timeout=self.stop_timeout_s)
+                log.info("%s: %s: stopped %s (parked)", self.name,
+                         (c.get("Labels") or {}).get(LABEL_COMPONENT, "?"), c["Id"][:12])
+            except docker_errors.NotFound:
+                continue
+            except docker_errors.APIError as exc:
+                errors.append(f"cannot stop {c['Id'][:12]}: {_api_error_text(exc)}")
+        if errors:
+            raise DeployError(self._where(), "park failed: " + "; ".join(errors))
 
     def finalize(self, plan: TargetPlan) -> None:
         errors: list[str] = []
