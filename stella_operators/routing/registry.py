@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from stella_operators.entry_points import stella_entry_points
 from stella_operators.routing.contract import Router
+from stella_operators.settings_errors import SettingsError, validate_block
 
 ROUTERS_GROUP = "stella_operators.routers"
 
@@ -26,11 +27,8 @@ class RouterType:
     build: Callable[[Any], Router]
 
 
-class RouterSettingsError(ValueError):
-    def __init__(self, path: str, message: str):
-        super().__init__(message)
-        self.path = path
-        self.message = message
+class RouterSettingsError(SettingsError):
+    """A router's `settings:` block (or its `type`, path "") that cannot be used."""
 
 
 @cache
@@ -57,13 +55,7 @@ def validate_router_settings(name: str, settings: dict[str, Any]) -> BaseModel:
         kind = router_type(name)
     except KeyError as exc:
         raise RouterSettingsError("", str(exc.args[0])) from None
-    try:
-        return kind.settings.model_validate(settings)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        path = ".".join(str(p) for p in err["loc"])
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        raise RouterSettingsError(path, msg) from None
+    return validate_block(kind.settings, settings, RouterSettingsError, unknown_key=lambda key: "unknown key")
 
 
 def build_router(name: str, settings: dict[str, Any]) -> Router:
