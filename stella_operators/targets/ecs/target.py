@@ -17,10 +17,10 @@ finalize - nothing: ECS drained the old tasks; old revisions stay for the rollba
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
+from stella_operators.targets.api_target import PollingTarget
 from stella_operators.targets.contract import (
     DeployError,
     PreparedChange,
@@ -51,23 +51,14 @@ def _error_text(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class EcsTarget:
-    """An ECS service. `client` is a boto3 ECS client (EcsHook(...).conn in Airflow)."""
+class EcsTarget(PollingTarget[EcsSettings]):
+    """An ECS service. `client` is a boto3 ECS client (EcsHook(...).conn in Airflow); cancel() stops a
+    rollout wait at its next poll."""
 
     kind = "ecs"
 
-    def __init__(self, name: str, client: Any, settings: EcsSettings):
-        self.name = name
-        self.client = client
-        self.settings = settings
-        self._cancelled = threading.Event()
-
-    def __repr__(self) -> str:
-        return f"EcsTarget({self.name!r}, {self.settings.cluster}/{self.settings.service})"
-
-    def cancel(self) -> None:
-        """Make a rollout wait stop at its next poll (see contract.Cancellable)."""
-        self._cancelled.set()
+    def describe(self) -> str:
+        return f"{self.settings.cluster}/{self.settings.service}"
 
     def container_of(self, component: str) -> str:
         return self.settings.containers.get(component, component)
@@ -160,8 +151,7 @@ class EcsTarget:
             if state.state in ("failed", "rolled_back"):
                 raise DeployError(self.name, f"rollout of {task_definition} {state.state.replace('_', ' ')}: "
                                   f"{state.reason}")
-            if self._cancelled.is_set():
-                raise DeployError(self.name, "cancelled: the deployment was interrupted")
+            self.stop_if_cancelled()
             if time.monotonic() >= deadline:
                 raise DeployError(self.name, f"rollout of {task_definition} not completed after "
                                   f"{self.settings.rollout_timeout_s:g}s: {state.reason}")

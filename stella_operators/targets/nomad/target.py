@@ -16,10 +16,10 @@ finalize - nothing: Nomad replaced the old allocations on promotion.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
+from stella_operators.targets.api_target import PollingTarget
 from stella_operators.targets.contract import DeployError, PreparedChange, TargetFacts, TargetPlan, sticker_labels
 from stella_operators.targets.diff import diff
 from stella_operators.targets.nomad import NomadSettings
@@ -45,23 +45,14 @@ def _error_text(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class NomadTarget:
-    """A Nomad job. `client` is a `nomad.Nomad` (NomadHook(...).get_conn() in Airflow)."""
+class NomadTarget(PollingTarget[NomadSettings]):
+    """A Nomad job. `client` is a `nomad.Nomad` (NomadHook(...).get_conn() in Airflow); cancel() stops
+    a deployment wait at its next poll."""
 
     kind = "nomad"
 
-    def __init__(self, name: str, client: Any, settings: NomadSettings):
-        self.name = name
-        self.client = client
-        self.settings = settings
-        self._cancelled = threading.Event()
-
-    def __repr__(self) -> str:
-        return f"NomadTarget({self.name!r}, job {self.settings.job!r})"
-
-    def cancel(self) -> None:
-        """Make a deployment wait stop at its next poll (see contract.Cancellable)."""
-        self._cancelled.set()
+    def describe(self) -> str:
+        return f"job {self.settings.job!r}"
 
     def _call(self, what: str, fn: Any, *args: Any) -> Any:
         try:
@@ -142,8 +133,7 @@ class NomadTarget:
             if state.phase == "failed":
                 raise DeployError(self.name, f"deployment of job {self.settings.job!r} version {version} failed: "
                                   f"{state.reason}")
-            if self._cancelled.is_set():
-                raise DeployError(self.name, "cancelled: the deployment was interrupted")
+            self.stop_if_cancelled()
             if time.monotonic() >= deadline:
                 raise DeployError(self.name, f"deployment of job {self.settings.job!r} version {version} not done "
                                   f"after {self.settings.deployment_timeout_s:g}s: {state.reason}")
