@@ -30,4 +30,5 @@ pytest_plugins = [
     "tests.fixtures.compose_lab",
     "tests.fixtures.ssh_peer",
     "tests.fixtures.cloud_peers",
+    "tests.fixtures.approval_stack",
 ]
