@@ -1,6 +1,7 @@
 """What the targets driven through one remote API client (ecs, nomad, winrm) share: a name, the
-client, the typed settings and a repr; `PollingTarget` adds the cancel() of targets that poll a
-rollout (see contract.Cancellable), which stops the poll at its next round.
+client, the typed settings, a repr and the frame of prepare (every failure carries what was
+started, for discard); `PollingTarget` adds the cancel() of targets that poll a rollout (see
+contract.Cancellable), which stops the poll at its next round.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from stella_operators.targets.contract import DeployError
+from stella_operators.targets.contract import DeployError, PreparedChange, TargetPlan
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
 
@@ -20,6 +21,12 @@ class ApiTarget(Generic[SettingsT]):
     client, a winrm Session: the hook's connection)."""
 
     kind: ClassVar[str]
+    # Where the remote side owns a component's command, env and health check (the ECS task
+    # definition, the Nomad job): a plan that sets them is refused with this text.
+    keeps_runtime: ClassVar[str | None] = None
+    # Failures of prepare other than DeployError that become one (with `prepared`), worded by
+    # error_text(); others propagate.
+    wrap_errors: ClassVar[tuple[type[Exception], ...]] = ()
 
     def __init__(self, name: str, client: Any, settings: SettingsT):
         self.name = name
@@ -33,6 +40,28 @@ class ApiTarget(Generic[SettingsT]):
     def __repr__(self) -> str:
         detail = self.describe()
         return f"{type(self).__name__}({self.name!r}{', ' + detail if detail else ''})"
+
+    def error_text(self, exc: Exception) -> str:
+        """A client error in the remote API's own words."""
+        return f"{type(exc).__name__}: {exc}"
+
+    def prepare(self, plan: TargetPlan) -> PreparedChange:
+        """`_prepare(plan, prepared)`; a failure is a DeployError carrying `prepared` for discard."""
+        prepared = PreparedChange(target=self.name)
+        try:
+            if self.keeps_runtime is not None:
+                for spec in plan.components:
+                    if spec.command is not None or spec.env or spec.health is not None:
+                        raise DeployError(self.name, f"{spec.component.name}: {self.keeps_runtime}")
+            self._prepare(plan, prepared)
+        except DeployError as exc:
+            raise DeployError(self.name, str(exc).removeprefix(f"{self.name}: "), prepared=prepared) from None
+        except self.wrap_errors as exc:
+            raise DeployError(self.name, f"prepare failed: {self.error_text(exc)}", prepared=prepared) from None
+        return prepared
+
+    def _prepare(self, plan: TargetPlan, prepared: PreparedChange) -> None:
+        raise NotImplementedError
 
 
 class PollingTarget(ApiTarget[SettingsT]):

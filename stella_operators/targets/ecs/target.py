@@ -56,9 +56,15 @@ class EcsTarget(PollingTarget[EcsSettings]):
     rollout wait at its next poll."""
 
     kind = "ecs"
+    keeps_runtime = ("an ecs target keeps the command, env and health check of the service's task definition; "
+                     "remove them from the estate component or change the task definition")
+    wrap_errors = (Exception,)  # botocore errors carry the API's own words
 
     def describe(self) -> str:
         return f"{self.settings.cluster}/{self.settings.service}"
+
+    def error_text(self, exc: Exception) -> str:
+        return _error_text(exc)
 
     def container_of(self, component: str) -> str:
         return self.settings.containers.get(component, component)
@@ -99,21 +105,6 @@ class EcsTarget(PollingTarget[EcsSettings]):
         if linear:
             config["linearConfiguration"] = linear
         return config
-
-    def prepare(self, plan: TargetPlan) -> PreparedChange:
-        prepared = PreparedChange(target=self.name)
-        for spec in plan.components:
-            if spec.command is not None or spec.env or spec.health is not None:
-                raise DeployError(self.name, f"{spec.component.name}: an ecs target keeps the command, env and "
-                                  "health check of the service's task definition; remove them from the estate "
-                                  "component or change the task definition", prepared=prepared)
-        try:
-            self._prepare(plan, prepared)
-        except DeployError as exc:
-            raise DeployError(self.name, str(exc).removeprefix(f"{self.name}: "), prepared=prepared) from None
-        except Exception as exc:  # noqa: BLE001 - every failure must carry `prepared` for discard
-            raise DeployError(self.name, f"prepare failed: {_error_text(exc)}", prepared=prepared) from None
-        return prepared
 
     def _prepare(self, plan: TargetPlan, prepared: PreparedChange) -> None:
         t0 = time.monotonic()

@@ -50,9 +50,15 @@ class NomadTarget(PollingTarget[NomadSettings]):
     a deployment wait at its next poll."""
 
     kind = "nomad"
+    keeps_runtime = ("a nomad target keeps the command, env and checks of the job's task; remove them from the "
+                     "estate component or change the job")
+    wrap_errors = (Exception,)  # python-nomad errors carry the agent's answer
 
     def describe(self) -> str:
         return f"job {self.settings.job!r}"
+
+    def error_text(self, exc: Exception) -> str:
+        return _error_text(exc)
 
     def _call(self, what: str, fn: Any, *args: Any) -> Any:
         try:
@@ -73,21 +79,6 @@ class NomadTarget(PollingTarget[NomadSettings]):
         return deployment_state(list(deps or []), version)
 
     # prepare -----------------------------------------------------------------------------------
-    def prepare(self, plan: TargetPlan) -> PreparedChange:
-        prepared = PreparedChange(target=self.name)
-        try:
-            for spec in plan.components:
-                if spec.command is not None or spec.env or spec.health is not None:
-                    raise DeployError(self.name, f"{spec.component.name}: a nomad target keeps the command, env and "
-                                      "checks of the job's task; remove them from the estate component or change "
-                                      "the job")
-            self._prepare(plan, prepared)
-        except DeployError as exc:
-            raise DeployError(self.name, str(exc).removeprefix(f"{self.name}: "), prepared=prepared) from None
-        except Exception as exc:  # noqa: BLE001 - every failure must carry `prepared` for discard
-            raise DeployError(self.name, f"prepare failed: {_error_text(exc)}", prepared=prepared) from None
-        return prepared
-
     def _prepare(self, plan: TargetPlan, prepared: PreparedChange) -> None:
         t0 = time.monotonic()
         changes = diff(self.facts(plan.app), plan)

@@ -60,14 +60,6 @@ class WinrmTarget(ApiTarget[WinrmSettings]):
         return parse_facts(self.name, app, out, self.settings.services)
 
     # prepare / commit / discard ------------------------------------------------------------------
-    def prepare(self, plan: TargetPlan) -> PreparedChange:
-        prepared = PreparedChange(target=self.name)
-        try:
-            self._prepare(plan, prepared)
-        except DeployError as exc:
-            raise DeployError(self.name, str(exc).removeprefix(f"{self.name}: "), prepared=prepared) from None
-        return prepared
-
     def _prepare(self, plan: TargetPlan, prepared: PreparedChange) -> None:
         for spec in plan.components:
             name = spec.component.name
