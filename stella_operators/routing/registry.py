@@ -11,9 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from stella_operators.entry_points import stella_entry_points
+from stella_operators.plugin_types import SettingsError, installed_types, pick, validate_block
 from stella_operators.routing.contract import Router
-from stella_operators.settings_errors import SettingsError, validate_block
 
 ROUTERS_GROUP = "stella_operators.routers"
 
@@ -33,20 +32,11 @@ class RouterSettingsError(SettingsError):
 
 @cache
 def router_types() -> dict[str, RouterType]:
-    found: dict[str, RouterType] = {}
-    for ep in stella_entry_points(ROUTERS_GROUP):
-        obj = ep.load()
-        if not isinstance(obj, RouterType):
-            raise TypeError(f"entry point {ep.name} = {ep.value} is not a stella RouterType")
-        found[ep.name] = obj
-    return found
+    return installed_types(ROUTERS_GROUP, RouterType)
 
 
 def router_type(name: str) -> RouterType:
-    types = router_types()
-    if name not in types:
-        raise KeyError(f"no installed router type {name!r} (installed: {', '.join(sorted(types)) or 'none'})")
-    return types[name]
+    return pick(router_types(), name, "router")
 
 
 def validate_router_settings(name: str, settings: dict[str, Any]) -> BaseModel:

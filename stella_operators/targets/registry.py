@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from stella_operators.entry_points import stella_entry_points
-from stella_operators.settings_errors import SettingsError, validate_block
+from stella_operators.plugin_types import SettingsError, installed_types, pick, validate_block
 
 if TYPE_CHECKING:
     from stella_operators.estate.models import TargetConfig
@@ -64,20 +63,11 @@ class TargetSettingsError(SettingsError):
 @cache
 def target_types() -> dict[str, TargetType]:
     """Every installed target type by name (entry points, cached for the process)."""
-    found: dict[str, TargetType] = {}
-    for ep in stella_entry_points(TARGETS_GROUP):
-        obj = ep.load()
-        if not isinstance(obj, TargetType):
-            raise TypeError(f"entry point {ep.name} = {ep.value} is not a stella TargetType")
-        found[ep.name] = obj
-    return found
+    return installed_types(TARGETS_GROUP, TargetType)
 
 
 def target_type(name: str) -> TargetType:
-    types = target_types()
-    if name not in types:
-        raise KeyError(f"no installed target type {name!r} (installed: {', '.join(sorted(types)) or 'none'})")
-    return types[name]
+    return pick(target_types(), name, "target")
 
 
 def validate_settings(type_name: str, settings: dict[str, Any]) -> BaseModel:

@@ -1,5 +1,7 @@
-"""The `settings:` block of a plugin (a target type, a router type) checked against its pydantic
-model, with the first problem reported as (path in the block, message) the way estate checks show it.
+"""What the registries of plugin types (targets/registry.py, routing/registry.py) share: finding
+the installed types through their entry point group, picking one by name, and checking a
+`settings:` block against the type's pydantic model, the first problem reported as (path in the
+block, message) the way estate checks show it.
 
 No import of the estate or of a registry here: both registries use it, and the estate imports them.
 """
@@ -10,6 +12,28 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+
+from stella_operators.entry_points import stella_entry_points
+
+T = TypeVar("T")
+
+
+def installed_types(group: str, cls: type[T]) -> dict[str, T]:
+    """Every type published under entry point `group`, by entry point name; each must be a `cls`."""
+    found: dict[str, T] = {}
+    for ep in stella_entry_points(group):
+        obj = ep.load()
+        if not isinstance(obj, cls):
+            raise TypeError(f"entry point {ep.name} = {ep.value} is not a stella {cls.__name__}")
+        found[ep.name] = obj
+    return found
+
+
+def pick(types: dict[str, T], name: str, what: str) -> T:
+    """`types[name]`; KeyError naming the installed ones (`what`: "target", "router")."""
+    if name not in types:
+        raise KeyError(f"no installed {what} type {name!r} (installed: {', '.join(sorted(types)) or 'none'})")
+    return types[name]
 
 
 class SettingsError(ValueError):

@@ -1,14 +1,15 @@
-"""A plugin's `settings:` block refused by its model: the first problem, as (path, message), the same
-for target types and router types."""
+"""What target types and router types share: found through their entry point group, picked by name
+(an unknown name lists the installed ones), and a `settings:` block refused by its model with the
+first problem as (path, message)."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from stella_operators.routing.registry import RouterSettingsError, validate_router_settings
-from stella_operators.settings_errors import SettingsError, validate_block
-from stella_operators.targets.registry import TargetSettingsError, validate_settings
+from stella_operators.plugin_types import SettingsError, installed_types, pick, validate_block
+from stella_operators.routing.registry import RouterSettingsError, RouterType, router_type, validate_router_settings
+from stella_operators.targets.registry import TargetSettingsError, TargetType, target_type, validate_settings
 
 
 class Inner(BaseModel):
@@ -47,3 +48,16 @@ def test_targets_and_routers_word_an_unknown_key_their_own_way_through_the_one_h
     with pytest.raises(RouterSettingsError) as router_err:
         validate_router_settings("f5", {})
     assert router_err.value.path == "" and "no installed router type 'f5'" in router_err.value.message
+
+
+def test_installed_types_come_from_their_entry_point_group_and_unknown_names_list_them():
+    routers = installed_types("stella_operators.routers", RouterType)
+    assert routers["haproxy"] is router_type("haproxy") and routers["haproxy"].name == "haproxy"
+    assert target_type("docker").name == "docker"
+    with pytest.raises(KeyError, match=r"no installed router type 'f5' \(installed: .*haproxy"):
+        router_type("f5")
+    with pytest.raises(KeyError, match=r"no installed thing type 'x' \(installed: none\)"):
+        pick({}, "x", "thing")
+    # a group whose objects are of another kind is refused, naming the entry point
+    with pytest.raises(TypeError, match=r"entry point haproxy = .* is not a stella TargetType"):
+        installed_types("stella_operators.routers", TargetType)
