@@ -30,6 +30,7 @@ pytest_plugins = [
     "tests.fixtures.compose_lab",
     "tests.fixtures.ssh_peer",
     "tests.fixtures.cloud_peers",
+    "tests.fixtures.approval_stack",
     "tests.fixtures.lab_lifetime",  # stops a session lab after its last user
     "tests.fixtures.shards",        # STELLA_TEST_SHARD=labs|peers (scripts/test runs both at once)
 ]

@@ -4,8 +4,9 @@ The provider's `SSHHookAsync` reads login, password, `key_file` / `private_key` 
 `host_key` and `known_hosts` from the Connection and opens an asyncssh connection: we reuse it as
 is (one Connection lookup + one handshake per host and deployment), with three additions:
 
-* host keys are always verified: a Connection with `no_host_key_check: true` is refused unless the
-  target says `insecure_demo: true` (the provider would only log a warning);
+* host keys are verified as stella_operators.hooks.host_key_policy says: a Connection with
+  `no_host_key_check: true` is refused unless the target says `insecure_demo: true` (the provider
+  would only log a warning);
 * the extra `known_hosts` may hold the lines themselves, not only a file path;
 * the connect + login is bounded by the target's `connect_timeout_s`.
 Key source, first found: extra `host_key`, extra `known_hosts`, the target's `known_hosts_file`,
@@ -23,13 +24,16 @@ import asyncssh
 from airflow.providers.ssh.hooks.ssh import SSHHookAsync
 
 from stella_operators.hooks.connections import connection_or_none
+from stella_operators.hooks.host_key_policy import (
+    SKIP_CHECK_EXTRAS,
+    known_hosts_source,
+    missing_known_hosts_file,
+    skips_host_key_check,
+    verification_off_refusal,
+)
 from stella_operators.targets.ssh.fanout import Endpoint
 
 log = logging.getLogger(__name__)
-
-
-def _truthy(value: Any) -> bool:
-    return str(value).strip().lower() == "true"
 
 
 class StellaSSHHookAsync(SSHHookAsync):
@@ -46,28 +50,25 @@ class StellaSSHHookAsync(SSHHookAsync):
 
     def _parse_extras(self, conn: Any) -> None:
         extra = dict(conn.extra_dejson)
-        if _truthy(extra.get("no_host_key_check")) or _truthy(extra.get("ignore_hostkey_verification")):
+        if skips_host_key_check(extra):
             if not self.insecure_demo:
-                raise ValueError(
-                    f"connection {self.ssh_conn_id!r} sets no_host_key_check: host keys of ssh targets are always "
-                    "verified. Put the host's key in the Connection's extra `host_key` (or `known_hosts`), or set "
-                    "`insecure_demo: true` in the target's settings for a throwaway demo")
+                raise ValueError(verification_off_refusal(self.ssh_conn_id, " / ".join(SKIP_CHECK_EXTRAS),
+                                                          demo_escape=True))
             log.warning("ssh target connection %s: host key NOT verified (insecure_demo)", self.ssh_conn_id)
         known = extra.pop("known_hosts", None)
         super()._parse_extras(_WithExtra(conn, extra))
         if known and extra.get("host_key") is None and self.known_hosts != "none":
             # lines (asyncssh takes bytes as known_hosts data) or a file path; either wins over the
             # target's known_hosts_file (the provider would let the constructor's file win over a path)
-            text = str(known)
-            inline = "\n" in text.strip() or len(text.split()) >= 3
-            self.known_hosts = text.encode() if inline else os.path.expanduser(text)
+            self.known_hosts = known_hosts_source(known)
         self._check_known_hosts_file()
 
     def _check_known_hosts_file(self) -> None:
+        # the default ~/.ssh/known_hosts may be absent (asyncssh then knows no key and refuses)
         if isinstance(self.known_hosts, str) and self.known_hosts.lower() != "none" \
                 and self.known_hosts != os.path.expanduser(self.default_known_hosts) \
-                and not os.path.isfile(self.known_hosts):
-            raise ValueError(f"connection {self.ssh_conn_id!r}: known_hosts file {self.known_hosts} does not exist")
+                and (error := missing_known_hosts_file(self.ssh_conn_id, self.known_hosts)):
+            raise ValueError(error)
 
     async def connect(self) -> asyncssh.SSHClientConnection:
         self._check_known_hosts_file()
@@ -96,12 +97,10 @@ def ssh_endpoint(name: str, conn_id: str, *, known_hosts_file: str | None = None
     if not conn.host:
         raise ValueError(f"target {name}: Connection {conn_id!r} has no host")
     address = f"{conn.host}:{conn.port or 22}"
-    extra = conn.extra_dejson
-    if (_truthy(extra.get("no_host_key_check")) or _truthy(extra.get("ignore_hostkey_verification"))) \
-            and not insecure_demo:
-        raise ValueError(f"target {name}: Connection {conn_id!r} sets no_host_key_check, but host keys of ssh "
-                         "targets are always verified: give the host's key as extra `host_key` (or "
-                         "`known_hosts`), or set `insecure_demo: true` in the target's settings (demo only)")
+    if skips_host_key_check(conn.extra_dejson) and not insecure_demo:
+        # refused before any connection is tried, with the target's name
+        raise ValueError(f"target {name}: " + verification_off_refusal(conn_id, " / ".join(SKIP_CHECK_EXTRAS),
+                                                                        demo_escape=True))
 
     async def connect() -> asyncssh.SSHClientConnection:
         # a fresh hook per connection: the provider's hook keeps what it parsed on itself

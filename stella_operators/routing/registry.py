@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from stella_operators.entry_points import stella_entry_points
+from stella_operators.plugin_types import SettingsError, installed_types, pick, validate_block
 from stella_operators.routing.contract import Router
 
 ROUTERS_GROUP = "stella_operators.routers"
@@ -26,29 +26,17 @@ class RouterType:
     build: Callable[[Any], Router]
 
 
-class RouterSettingsError(ValueError):
-    def __init__(self, path: str, message: str):
-        super().__init__(message)
-        self.path = path
-        self.message = message
+class RouterSettingsError(SettingsError):
+    """A router's `settings:` block (or its `type`, path "") that cannot be used."""
 
 
 @cache
 def router_types() -> dict[str, RouterType]:
-    found: dict[str, RouterType] = {}
-    for ep in stella_entry_points(ROUTERS_GROUP):
-        obj = ep.load()
-        if not isinstance(obj, RouterType):
-            raise TypeError(f"entry point {ep.name} = {ep.value} is not a stella RouterType")
-        found[ep.name] = obj
-    return found
+    return installed_types(ROUTERS_GROUP, RouterType)
 
 
 def router_type(name: str) -> RouterType:
-    types = router_types()
-    if name not in types:
-        raise KeyError(f"no installed router type {name!r} (installed: {', '.join(sorted(types)) or 'none'})")
-    return types[name]
+    return pick(router_types(), name, "router")
 
 
 def validate_router_settings(name: str, settings: dict[str, Any]) -> BaseModel:
@@ -57,13 +45,7 @@ def validate_router_settings(name: str, settings: dict[str, Any]) -> BaseModel:
         kind = router_type(name)
     except KeyError as exc:
         raise RouterSettingsError("", str(exc.args[0])) from None
-    try:
-        return kind.settings.model_validate(settings)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        path = ".".join(str(p) for p in err["loc"])
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        raise RouterSettingsError(path, msg) from None
+    return validate_block(kind.settings, settings, RouterSettingsError, unknown_key=lambda key: "unknown key")
 
 
 def build_router(name: str, settings: dict[str, Any]) -> Router:

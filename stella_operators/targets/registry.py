@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from stella_operators.entry_points import stella_entry_points
+from stella_operators.plugin_types import SettingsError, installed_types, pick, validate_block
 
 if TYPE_CHECKING:
     from stella_operators.estate.models import TargetConfig
@@ -56,48 +56,29 @@ class TargetType:
     unsupported: tuple[str, ...] = ()
 
 
-class TargetSettingsError(ValueError):
+class TargetSettingsError(SettingsError):
     """A target's `settings:` block does not fit its type: `path` is relative to the block."""
-
-    def __init__(self, path: str, message: str):
-        super().__init__(message)
-        self.path = path
-        self.message = message
 
 
 @cache
 def target_types() -> dict[str, TargetType]:
     """Every installed target type by name (entry points, cached for the process)."""
-    found: dict[str, TargetType] = {}
-    for ep in stella_entry_points(TARGETS_GROUP):
-        obj = ep.load()
-        if not isinstance(obj, TargetType):
-            raise TypeError(f"entry point {ep.name} = {ep.value} is not a stella TargetType")
-        found[ep.name] = obj
-    return found
+    return installed_types(TARGETS_GROUP, TargetType)
 
 
 def target_type(name: str) -> TargetType:
-    types = target_types()
-    if name not in types:
-        raise KeyError(f"no installed target type {name!r} (installed: {', '.join(sorted(types)) or 'none'})")
-    return types[name]
+    return pick(target_types(), name, "target")
 
 
 def validate_settings(type_name: str, settings: dict[str, Any]) -> BaseModel:
     """The typed settings of one target; TargetSettingsError names the first offending key."""
     model = target_type(type_name).settings
-    try:
-        return model.model_validate(settings)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        path = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            allowed = ", ".join(sorted(model.model_fields)) or "none"
-            msg = f"unknown key {err['loc'][-1]!r} for a {type_name} target (allowed: {allowed})"
-        else:
-            msg = err["msg"]
-        raise TargetSettingsError(path, msg) from None
+
+    def unknown_key(key: str) -> str:
+        allowed = ", ".join(sorted(model.model_fields)) or "none"
+        return f"unknown key {key!r} for a {type_name} target (allowed: {allowed})"
+
+    return validate_block(model, settings, TargetSettingsError, unknown_key=unknown_key)
 
 
 def build_target(target: TargetConfig) -> Target:

@@ -16,16 +16,14 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
-import httpx
 import pytest
 
 import docker
 from devstack.estate_lab import HEALTH, conn_id_for
 from devstack.waiting import wait_until
+from tests.fixtures.approval_stack import call, ledger, run_state, ti_state, trigger, wait_run
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.root
 USERS = {"admin": "admin", "alice": "op", "bob": "op", "carol": "op", "dave": "op", "erin": "op"}
 
@@ -68,58 +66,8 @@ def estate_yaml(lab) -> str:
 
 
 @pytest.fixture(scope="module")
-def stack(estate_lab, tmp_path_factory):
-    from devstack.airflow_stack import AirflowStack
-
-    work = tmp_path_factory.mktemp("approvals")
-    estate = work / "estate.yaml"
-    estate.write_text(estate_yaml(estate_lab))
-    ledger_path = work / "ledger.db"
-    env = {**estate_lab.connection_env(), "STELLA_ESTATE": str(estate), "STELLA_HOME": str(work / "stella"),
-           "AIRFLOW_CONN_STELLA_LEDGER": json.dumps({"conn_type": "sqlite", "host": str(ledger_path)})}
-    s = AirflowStack(home=work / "airflow", dags_folder=ROOT / "dags", users=USERS, env=env)
-    s.start()
-    try:
-        s.client = httpx.Client(base_url=s.url, timeout=30)
-        s.tokens = {u: s.client.post("/auth/token", json={"username": u, "password": p}).json()["access_token"]
-                    for u, p in s.passwords.items()}
-        s.wait_for_dag("stella_promote__kiosk__stage", s.tokens["admin"])
-        s.env_extra, s.estate_path, s.ledger_path = env, estate, ledger_path
-        yield s
-    finally:
-        s.stop()
-
-
-def call(stack, method, url, user, **kw):
-    return stack.client.request(method, url, headers={"Authorization": f"Bearer {stack.tokens[user]}"}, **kw)
-
-
-def ledger(stack):
-    from stella_operators.ledger import Ledger
-
-    return Ledger.open(f"sqlite:///{stack.ledger_path}")
-
-
-def trigger(stack, dag_id, user, **conf):
-    r = call(stack, "POST", f"/api/v2/dags/{dag_id}/dagRuns", user, json={"logical_date": None, "conf": conf})
-    assert r.status_code == 200, r.text
-    return r.json()["dag_run_id"]
-
-
-
-
-def run_state(stack, dag_id, run_id):
-    return call(stack, "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", "admin").json()["state"]
-
-
-def wait_run(stack, dag_id, run_id, timeout_s=120):
-    return wait_until(lambda: (st := run_state(stack, dag_id, run_id)) in ("success", "failed") and st,
-                      timeout_s, f"{dag_id} {run_id} to finish")
-
-
-def ti_state(stack, dag_id, run_id, task_id):
-    path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
-    return call(stack, "GET", path, "admin").json()["state"]
+def stack(approval_stack, estate_lab):
+    return approval_stack("approvals", estate_yaml(estate_lab), users=USERS, dag_id="stella_promote__kiosk__stage")
 
 
 def promotion_of(stack, dag_id, run_id):

@@ -1,253 +1,36 @@
-"""The Docker target's runtime fields against real dockerd hosts (tests/fixtures/docker_peer.py,
-10.200.0.10 / .11) and a real registry: published ports answer HTTP from the root namespace and
-survive a failed release, named volumes keep data across releases, a failing migration stops the
-deployment with the old release still running, env_from secrets reach the container and nothing
-else, networks with aliases and resource limits take effect.
-
-With STELLA_RECORD_DOCKER_FACTS=DIR the raw Engine API answers seen here are written to DIR as
-facts fixtures (tests/unit/targets/docker/fixtures/), the expectation being what the test knows.
+"""The Docker target's runtime fields other than ports against real dockerd hosts
+(tests/fixtures/docker_peer.py, 10.200.0.10 / .11) and a real registry: named volumes keep data
+across releases, a failing migration stops the deployment with the old release still running,
+env_from secrets reach the container and nothing else, networks with aliases and resource limits
+take effect, and facts come from the engine, not from labels. Published ports:
+test_docker_runtime_ports.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
-import httpx
 import pytest
 
 from stella_operators.deploy import run_deployment
-from stella_operators.release.model import ComponentDigest
-from stella_operators.targets.contract import ComponentSpec, DeployError, HealthCheck, TargetPlan, VersionSticker
-from stella_operators.targets.docker.facts import gather, parse_facts
 from stella_operators.targets.docker.target import DockerTarget
-from stella_operators.targets.runtime import EnvFrom
+from tests.integration.docker_runtime_support import (  # noqa: F401 - *_fixture: fixtures
+    SECRET,
+    check_facts,
+    cleanup_fixture,
+    containers,
+    deploy,
+    ids,
+    images_fixture,
+    plan,
+    run_in,
+    spec,
+    targets_fixture,
+)
 
 pytestmark = pytest.mark.root
-
-HEALTH = HealthCheck(command=["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"],
-                     interval_s=0.5, timeout_s=2.0, retries=2)
-SECRET = "pw-from-airflow-9f3a1c"
-PORT = 18080
-
-
-@pytest.fixture(scope="module")
-def images(lab_web_image) -> dict[str, str]:
-    return {
-        "v1": lab_web_image("stella/portal", "v1", version="1.0.0"),
-        "v2": lab_web_image("stella/portal", "v2", version="2.0.0"),
-        "bad": lab_web_image("stella/portal", "v3-broken", version="3.0.0", healthy=False),
-    }
-
-
-def resolver(ref: EnvFrom) -> str:
-    """Stands in for hooks/env_from.py (tested on its own against airflow.sdk): same contract."""
-    if ref.connection == "shop_db" and ref.field == "password":
-        return SECRET
-    raise LookupError(f"{ref.describe()} is not defined")
-
-
-@pytest.fixture
-def targets(docker_hosts, docker_clients) -> list[DockerTarget]:
-    return [DockerTarget(h.name, c, pull_timeout_s=60, stop_timeout_s=1, resolve_env=resolver)
-            for h, c in zip(docker_hosts, docker_clients, strict=True)]
-
-
-@pytest.fixture(scope="module")
-def cleanup(docker_hosts):
-    """Remove what the module's apps left on the session's hosts (containers, networks, volumes)."""
-    import docker
-
-    apps, networks, volumes = set(), set(), set()
-    yield apps, networks, volumes
-    for h in docker_hosts:
-        client = docker.APIClient(base_url=h.engine_url, timeout=60)
-        for app in apps:
-            for c in client.containers(all=True, filters={"label": f"stella.app={app}"}):
-                client.remove_container(c["Id"], force=True)
-        for n in networks:
-            for found in client.networks(names=[n]):
-                client.remove_network(found["Id"])
-        for v in volumes:
-            try:
-                client.remove_volume(v, force=True)
-            except docker.errors.NotFound:
-                pass
-        client.close()
-
-
-def spec(registry, digest: str, name: str = "web", repository: str = "stella/portal", **fields) -> ComponentSpec:
-    comp = ComponentDigest(name=name, repository=f"{registry.host_port}/{repository}", digest=digest)
-    fields.setdefault("health", HEALTH if fields.get("role") not in ("migration", "init") else None)
-    return ComponentSpec(component=comp, **fields)
-
-
-def plan(target: DockerTarget, app: str, specs: list[ComponentSpec], deployment: str,
-         health_timeout_s: float = 30) -> TargetPlan:
-    comps = [s.component for s in specs]
-    sticker = VersionSticker(
-        app=app, release_id=f"rel-{deployment}", release_name=deployment,
-        content_hash="sha256:" + hashlib.sha256(json.dumps([c.digest for c in comps]).encode()).hexdigest(),
-        components=comps, deployment_id=deployment, promotion_id=f"promo-{deployment}", environment="it",
-        target=target.name, strategy="all_at_once", deployed_at=datetime.now(UTC).isoformat())
-    return TargetPlan(app=app, environment="it", target=target.name, deployment_id=deployment,
-                      components=tuple(specs), sticker=sticker, health_timeout_s=health_timeout_s, run_timeout_s=30)
-
-
-def deploy(targets, app, specs, deployment, **kw):
-    pairs = [(t, plan(t, app, specs, deployment, **kw)) for t in targets]
-    return run_deployment(pairs, max_parallel=4, timeout_s=120)
-
-
-def containers(client, app) -> list[dict]:
-    return client.containers(all=True, filters={"label": f"stella.app={app}"})
-
-
-def ids(client, app) -> list[str]:
-    return sorted(c["Id"] for c in containers(client, app) if c["State"] == "running")
-
-
-def run_in(client, cid: str, *cmd: str) -> tuple[int, str]:
-    exec_id = client.exec_create(cid, list(cmd))["Id"]
-    out = client.exec_start(exec_id).decode()
-    return client.exec_inspect(exec_id)["ExitCode"], out
-
-
-def answer(host, path: str = "/version", port: int = PORT) -> str:
-    return httpx.get(f"http://{host.ip}:{port}{path}", timeout=3).text
-
-
-def check_facts(name: str, target: DockerTarget, app: str, expected: dict[str, tuple[str, bool]]) -> None:
-    """The facts the parser reads from the engine's raw answers are what the test knows runs;
-    recorded as a unit fixture when asked."""
-    obs = gather(target.api, app)
-    facts = parse_facts(target.name, app, obs)
-    assert {c: (rc.digest, rc.healthy) for c, rc in facts.components.items()} == expected
-    out = os.environ.get("STELLA_RECORD_DOCKER_FACTS")
-    if out:
-        for info in obs.inspected.values():  # env values are not facts; keep them out of fixtures
-            info["Config"]["Env"] = [e.split("=", 1)[0] + "=..." for e in info["Config"].get("Env") or []]
-        path = Path(out) / "app_facts" / f"{name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({
-            "app": app, "target": target.name,
-            "expected": {c: {"digest": d, "healthy": h} for c, (d, h) in expected.items()},
-            "sticker_release": facts.sticker.release_name if facts.sticker else None,
-            "observation": {"containers": obs.containers, "inspected": obs.inspected, "images": obs.images},
-        }, indent=1, sort_keys=True) + "\n")
-
-
-class TestPublishedPort:
-    app = "portal"
-
-    def specs(self, registry, digest):
-        return [spec(registry, digest, ports=[{"target": 8080, "published": PORT}], restart="on-failure")]
-
-    def test_v1_answers_on_the_published_port_of_every_host(self, targets, docker_hosts, docker_clients, lab_registry,
-                                                            images, cleanup):
-        cleanup[0].add(self.app)
-        outcome = deploy(targets, self.app, self.specs(lab_registry, images["v1"]), "port-1")
-        assert outcome.status == "deployed", outcome.error
-        for host, client, target in zip(docker_hosts, docker_clients, targets, strict=True):
-            assert answer(host) == "1.0.0\n"
-            (c,) = containers(client, self.app)  # the probe is gone
-            info = client.inspect_container(c["Id"])
-            assert info["HostConfig"]["PortBindings"] == {"8080/tcp": [{"HostIp": "", "HostPort": str(PORT)}]}
-            assert info["HostConfig"]["RestartPolicy"]["Name"] == "on-failure"
-            check_facts("published_port_v1", target, self.app, {"web": (images["v1"], True)})
-
-    def test_same_release_again_restarts_nothing(self, targets, docker_clients, lab_registry, images):
-        before = [ids(c, self.app) for c in docker_clients]
-        outcome = deploy(targets, self.app, self.specs(lab_registry, images["v1"]), "port-1b")
-        assert outcome.status == "unchanged", outcome.error
-        assert [ids(c, self.app) for c in docker_clients] == before
-
-    def test_v2_takes_over_the_port(self, targets, docker_hosts, docker_clients, lab_registry, images):
-        a = targets[0]
-        looking = LooksAfterPrepare(a.name, a.api, pull_timeout_s=60, stop_timeout_s=1)
-        looking.expected = {"web": (images["v1"], True)}
-        outcome = deploy([looking, targets[1]], self.app, self.specs(lab_registry, images["v2"]), "port-2")
-        assert outcome.status == "deployed", outcome.error
-        for host, client in zip(docker_hosts, docker_clients, strict=True):
-            assert answer(host) == "2.0.0\n"
-            assert len(containers(client, self.app)) == 1
-
-    def test_unhealthy_release_never_touches_the_port(self, targets, docker_hosts, docker_clients, lab_registry,
-                                                      images):
-        before = [ids(c, self.app) for c in docker_clients]
-        outcome = deploy(targets, self.app, self.specs(lab_registry, images["bad"]), "port-3", health_timeout_s=15)
-        assert outcome.status == "rolled_back"
-        assert "probe" in outcome.error and ("unhealthy" in outcome.error or "not healthy" in outcome.error)
-        assert [ids(c, self.app) for c in docker_clients] == before
-        for host, client in zip(docker_hosts, docker_clients, strict=True):
-            assert answer(host) == "2.0.0\n"
-            assert len(containers(client, self.app)) == 1
-
-    def test_failure_after_the_switch_restores_the_port_on_every_host(self, targets, docker_hosts, docker_clients,
-                                                                       lab_registry, images):
-        """Host a switches to v1 (old stopped, new bound to the port); host b switches too, then
-        its engine 'fails': both must answer v2 again, from the very containers that were stopped."""
-        before = [ids(c, self.app) for c in docker_clients]
-        a, b = targets
-        failing = FailsAfterSwitch(b.name, b.api, pull_timeout_s=60, stop_timeout_s=1)
-        failing.expected = {"web": (images["v1"], True)}
-        outcome = deploy([a, failing], self.app, self.specs(lab_registry, images["v1"]), "port-4")
-        assert outcome.status == "rolled_back", outcome.error
-        assert "engine connection lost" in outcome.error
-        for host, client in zip(docker_hosts, docker_clients, strict=True):
-            assert answer(host) == "2.0.0\n"
-            assert client.containers(all=True, filters={"label": "stella.deployment.id=port-4"}) == []
-        assert [ids(c, self.app) for c in docker_clients] == before
-
-
-    def test_changing_only_the_published_port_moves_the_service(self, targets, docker_hosts, docker_clients,
-                                                                  lab_registry, images):
-        moved = [spec(lab_registry, images["v2"], ports=[{"target": 8080, "published": PORT + 1}],
-                      restart="on-failure")]
-        outcome = deploy(targets, self.app, moved, "port-5")
-        assert outcome.status == "deployed", outcome.error
-        assert any("runs with other settings" in line or "started" in line for line in outcome.targets[0].log)
-        for host, client in zip(docker_hosts, docker_clients, strict=True):
-            assert answer(host, port=PORT + 1) == "2.0.0\n"
-            with pytest.raises(httpx.TransportError):
-                answer(host)
-            assert len(containers(client, self.app)) == 1
-        # and again: nothing to do
-        assert deploy(targets, self.app, moved, "port-5b").status == "unchanged"
-
-
-class LooksAfterPrepare(DockerTarget):
-    """After prepare the probe runs v2 beside the old v1 and the real v2 container is created but
-    not started: the facts (and the port) are still v1."""
-
-    expected: dict[str, tuple[str, bool]]
-
-    def prepare(self, plan):
-        prepared = super().prepare(plan)
-        assert prepared.switch_at_commit and prepared.started
-        check_facts("probe_beside_old", self, plan.app, self.expected)
-        assert answer_ip(self) == "1.0.0\n"  # the probe publishes nothing
-        return prepared
-
-
-class FailsAfterSwitch(DockerTarget):
-    expected: dict[str, tuple[str, bool]]
-
-    def commit(self, plan, prepared):
-        super().commit(plan, prepared)
-        assert answer_ip(self) == "1.0.0\n"  # really switched before failing
-        check_facts("switched_old_kept_stopped", self, plan.app, self.expected)
-        raise DeployError(self.name, "commit failed: engine connection lost")
-
-
-def answer_ip(target: DockerTarget) -> str:
-    ip = target.api.base_url.split("//", 1)[1].split(":", 1)[0]
-    return httpx.get(f"http://{ip}:{PORT}/version", timeout=3).text
 
 
 def test_named_volume_keeps_data_across_a_release_and_bind_mounts_are_read_only(targets, docker_clients, lab_registry,

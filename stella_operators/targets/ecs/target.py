@@ -17,10 +17,10 @@ finalize - nothing: ECS drained the old tasks; old revisions stay for the rollba
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
+from stella_operators.targets.api_target import PollingTarget
 from stella_operators.targets.contract import (
     DeployError,
     PreparedChange,
@@ -51,23 +51,20 @@ def _error_text(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class EcsTarget:
-    """An ECS service. `client` is a boto3 ECS client (EcsHook(...).conn in Airflow)."""
+class EcsTarget(PollingTarget[EcsSettings]):
+    """An ECS service. `client` is a boto3 ECS client (EcsHook(...).conn in Airflow); cancel() stops a
+    rollout wait at its next poll."""
 
     kind = "ecs"
+    keeps_runtime = ("an ecs target keeps the command, env and health check of the service's task definition; "
+                     "remove them from the estate component or change the task definition")
+    wrap_errors = (Exception,)  # botocore errors carry the API's own words
 
-    def __init__(self, name: str, client: Any, settings: EcsSettings):
-        self.name = name
-        self.client = client
-        self.settings = settings
-        self._cancelled = threading.Event()
+    def describe(self) -> str:
+        return f"{self.settings.cluster}/{self.settings.service}"
 
-    def __repr__(self) -> str:
-        return f"EcsTarget({self.name!r}, {self.settings.cluster}/{self.settings.service})"
-
-    def cancel(self) -> None:
-        """Make a rollout wait stop at its next poll (see contract.Cancellable)."""
-        self._cancelled.set()
+    def error_text(self, exc: Exception) -> str:
+        return _error_text(exc)
 
     def container_of(self, component: str) -> str:
         return self.settings.containers.get(component, component)
@@ -109,21 +106,6 @@ class EcsTarget:
             config["linearConfiguration"] = linear
         return config
 
-    def prepare(self, plan: TargetPlan) -> PreparedChange:
-        prepared = PreparedChange(target=self.name)
-        for spec in plan.components:
-            if spec.command is not None or spec.env or spec.health is not None:
-                raise DeployError(self.name, f"{spec.component.name}: an ecs target keeps the command, env and "
-                                  "health check of the service's task definition; remove them from the estate "
-                                  "component or change the task definition", prepared=prepared)
-        try:
-            self._prepare(plan, prepared)
-        except DeployError as exc:
-            raise DeployError(self.name, str(exc).removeprefix(f"{self.name}: "), prepared=prepared) from None
-        except Exception as exc:  # noqa: BLE001 - every failure must carry `prepared` for discard
-            raise DeployError(self.name, f"prepare failed: {_error_text(exc)}", prepared=prepared) from None
-        return prepared
-
     def _prepare(self, plan: TargetPlan, prepared: PreparedChange) -> None:
         t0 = time.monotonic()
         changes = diff(self.facts(plan.app), plan)
@@ -160,8 +142,7 @@ class EcsTarget:
             if state.state in ("failed", "rolled_back"):
                 raise DeployError(self.name, f"rollout of {task_definition} {state.state.replace('_', ' ')}: "
                                   f"{state.reason}")
-            if self._cancelled.is_set():
-                raise DeployError(self.name, "cancelled: the deployment was interrupted")
+            self.stop_if_cancelled()
             if time.monotonic() >= deadline:
                 raise DeployError(self.name, f"rollout of {task_definition} not completed after "
                                   f"{self.settings.rollout_timeout_s:g}s: {state.reason}")

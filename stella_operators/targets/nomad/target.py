@@ -16,10 +16,10 @@ finalize - nothing: Nomad replaced the old allocations on promotion.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
+from stella_operators.targets.api_target import PollingTarget
 from stella_operators.targets.contract import DeployError, PreparedChange, TargetFacts, TargetPlan, sticker_labels
 from stella_operators.targets.diff import diff
 from stella_operators.targets.nomad import NomadSettings
@@ -45,23 +45,20 @@ def _error_text(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class NomadTarget:
-    """A Nomad job. `client` is a `nomad.Nomad` (NomadHook(...).get_conn() in Airflow)."""
+class NomadTarget(PollingTarget[NomadSettings]):
+    """A Nomad job. `client` is a `nomad.Nomad` (NomadHook(...).get_conn() in Airflow); cancel() stops
+    a deployment wait at its next poll."""
 
     kind = "nomad"
+    keeps_runtime = ("a nomad target keeps the command, env and checks of the job's task; remove them from the "
+                     "estate component or change the job")
+    wrap_errors = (Exception,)  # python-nomad errors carry the agent's answer
 
-    def __init__(self, name: str, client: Any, settings: NomadSettings):
-        self.name = name
-        self.client = client
-        self.settings = settings
-        self._cancelled = threading.Event()
+    def describe(self) -> str:
+        return f"job {self.settings.job!r}"
 
-    def __repr__(self) -> str:
-        return f"NomadTarget({self.name!r}, job {self.settings.job!r})"
-
-    def cancel(self) -> None:
-        """Make a deployment wait stop at its next poll (see contract.Cancellable)."""
-        self._cancelled.set()
+    def error_text(self, exc: Exception) -> str:
+        return _error_text(exc)
 
     def _call(self, what: str, fn: Any, *args: Any) -> Any:
         try:
@@ -82,21 +79,6 @@ class NomadTarget:
         return deployment_state(list(deps or []), version)
 
     # prepare -----------------------------------------------------------------------------------
-    def prepare(self, plan: TargetPlan) -> PreparedChange:
-        prepared = PreparedChange(target=self.name)
-        try:
-            for spec in plan.components:
-                if spec.command is not None or spec.env or spec.health is not None:
-                    raise DeployError(self.name, f"{spec.component.name}: a nomad target keeps the command, env and "
-                                      "checks of the job's task; remove them from the estate component or change "
-                                      "the job")
-            self._prepare(plan, prepared)
-        except DeployError as exc:
-            raise DeployError(self.name, str(exc).removeprefix(f"{self.name}: "), prepared=prepared) from None
-        except Exception as exc:  # noqa: BLE001 - every failure must carry `prepared` for discard
-            raise DeployError(self.name, f"prepare failed: {_error_text(exc)}", prepared=prepared) from None
-        return prepared
-
     def _prepare(self, plan: TargetPlan, prepared: PreparedChange) -> None:
         t0 = time.monotonic()
         changes = diff(self.facts(plan.app), plan)
@@ -142,8 +124,7 @@ class NomadTarget:
             if state.phase == "failed":
                 raise DeployError(self.name, f"deployment of job {self.settings.job!r} version {version} failed: "
                                   f"{state.reason}")
-            if self._cancelled.is_set():
-                raise DeployError(self.name, "cancelled: the deployment was interrupted")
+            self.stop_if_cancelled()
             if time.monotonic() >= deadline:
                 raise DeployError(self.name, f"deployment of job {self.settings.job!r} version {version} not done "
                                   f"after {self.settings.deployment_timeout_s:g}s: {state.reason}")

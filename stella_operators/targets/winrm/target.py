@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
+from stella_operators.targets.api_target import ApiTarget
 from stella_operators.targets.contract import DeployError, PreparedChange, TargetFacts, TargetPlan
 from stella_operators.targets.diff import diff
 from stella_operators.targets.winrm import WinrmSettings
@@ -35,23 +35,16 @@ from stella_operators.targets.winrm.scripts import (
 log = logging.getLogger(__name__)
 
 
-class WinrmTarget:
-    """A Windows host. `session` is a `winrm.Session` (WinrmHook(...).get_conn() in Airflow)."""
+class WinrmTarget(ApiTarget[WinrmSettings]):
+    """A Windows host. `client` is a `winrm.Session` (WinrmHook(...).get_conn() in Airflow). It has
+    no cancel(): a prepare in flight runs its scripts (each bounded by command_timeout_s) to the end."""
 
     kind = "winrm"
-
-    def __init__(self, name: str, session: Any, settings: WinrmSettings):
-        self.name = name
-        self.session = session
-        self.settings = settings
-
-    def __repr__(self) -> str:
-        return f"WinrmTarget({self.name!r})"
 
     def run(self, what: str, script: str) -> str:
         """Run a PowerShell script; DeployError with PowerShell's own error text when it fails."""
         try:
-            result = self.session.run_ps(script)
+            result = self.client.run_ps(script)
         except Exception as exc:  # noqa: BLE001 - transport errors (auth, connection) name themselves
             raise DeployError(self.name, f"{what}: {type(exc).__name__}: {exc}") from None
         if result.status_code != 0:
@@ -67,14 +60,6 @@ class WinrmTarget:
         return parse_facts(self.name, app, out, self.settings.services)
 
     # prepare / commit / discard ------------------------------------------------------------------
-    def prepare(self, plan: TargetPlan) -> PreparedChange:
-        prepared = PreparedChange(target=self.name)
-        try:
-            self._prepare(plan, prepared)
-        except DeployError as exc:
-            raise DeployError(self.name, str(exc).removeprefix(f"{self.name}: "), prepared=prepared) from None
-        return prepared
-
     def _prepare(self, plan: TargetPlan, prepared: PreparedChange) -> None:
         for spec in plan.components:
             name = spec.component.name

@@ -8,30 +8,16 @@ import textwrap
 import pytest
 
 from stella_operators.dag_builder import (
-    build_estate_dags,
     promote_dag_id,
     release_dag_id,
 )
+from tests.unit.dag_builder.estates import SHOP_DEV
 
-ESTATE = textwrap.dedent("""
-    registries: [{host: "reg.local:5000", scheme: http}]
-    apps:
-      - name: shop
-        components: [{name: web, repository: reg.local:5000/demo/web}]
-    environments:
-      - name: dev
-        targets: [{name: dev-1, type: docker, connection: c_dev}]
+ESTATE = textwrap.dedent(SHOP_DEV + """\
       - name: stage
         auto_promote: true
         targets: [{name: stage-1, type: docker, connection: c_stage}]
 """)
-
-
-@pytest.fixture(scope="module")
-def dags(tmp_path_factory):
-    path = tmp_path_factory.mktemp("estate") / "estate.yaml"
-    path.write_text(ESTATE)
-    return build_estate_dags(path)
 
 
 def filled(dag, **values):

@@ -10,26 +10,13 @@ import pytest
 
 from stella_operators.dag_builder.builder import app_of_dag_id, build_estate_dags, drift_dag_id, rollback_dag_id
 from stella_operators.estate.loader import EstateError, load_estate
+from tests.unit.dag_builder.estates import SHOP_DEV
 
-ESTATE = textwrap.dedent("""
-    registries: [{host: "reg.local:5000", scheme: http}]
-    apps:
-      - name: shop
-        components: [{name: web, repository: reg.local:5000/demo/web}]
-    environments:
-      - name: dev
-        targets: [{name: dev-1, type: docker, connection: c_dev}]
+ESTATE = textwrap.dedent(SHOP_DEV + """\
       - name: prod
         drift: {schedule: "*/15 * * * *", timezone: Europe/Berlin}
         targets: [{name: prod-1, type: docker, connection: c_prod}]
 """)
-
-
-@pytest.fixture(scope="module")
-def dags(tmp_path_factory):
-    path = tmp_path_factory.mktemp("estate") / "estate.yaml"
-    path.write_text(ESTATE)
-    return build_estate_dags(path)
 
 
 def test_each_app_and_environment_gets_a_rollback_and_a_drift_dag(dags):

@@ -9,15 +9,9 @@ import pytest
 from stella_operators.dag_builder import build_estate_dags, promote_dag_id
 from stella_operators.estate.errors import EstateError
 from stella_operators.estate.loader import parse_estate
+from tests.unit.dag_builder.estates import SHOP_DEV
 
-ESTATE = textwrap.dedent("""
-    registries: [{host: "reg.local:5000", scheme: http}]
-    apps:
-      - name: shop
-        components: [{name: web, repository: reg.local:5000/demo/web}]
-    environments:
-      - name: dev
-        targets: [{name: dev-1, type: docker, connection: c_dev}]
+ESTATE = textwrap.dedent(SHOP_DEV + """\
       - name: plant
         targets:
           - {name: plant-1, type: docker, connection: c_p1, site: plant-a}

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import textwrap
 
-import pytest
-
-from stella_operators.dag_builder import build_estate_dags, promote_dag_id
+from stella_operators.dag_builder import promote_dag_id
+from tests.unit.dag_builder.estates import SHOP_DEV
 
 
 def targets(prefix: str) -> str:
@@ -15,14 +14,7 @@ def targets(prefix: str) -> str:
                      f"group: {'blue' if i < 3 else 'green'}}}" for i in range(1, 6))
 
 
-ESTATE = textwrap.dedent("""
-    registries: [{host: "reg.local:5000", scheme: http}]
-    apps:
-      - name: shop
-        components: [{name: web, repository: reg.local:5000/demo/web}]
-    environments:
-      - name: dev
-        targets: [{name: dev-1, type: docker, connection: c_dev}]
+ESTATE = textwrap.dedent(SHOP_DEV + """\
       - name: prod
         strategy: rolling
         rolling: {batch_size: 2, max_unavailable: 1, pause_s: 30}
@@ -37,13 +29,6 @@ ESTATE = textwrap.dedent("""
         targets:
     TARGETS_L
 """).replace("TARGETS_R", targets("r")).replace("TARGETS_L", targets("l"))
-
-
-@pytest.fixture(scope="module")
-def dags(tmp_path_factory):
-    path = tmp_path_factory.mktemp("estate") / "estate.yaml"
-    path.write_text(ESTATE)
-    return build_estate_dags(path)
 
 
 def test_all_at_once_keeps_one_deploy_task(dags):

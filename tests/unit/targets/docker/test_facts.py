@@ -2,7 +2,7 @@
 
 fixtures/app_facts/*.json     `GET /containers/json` + `docker inspect` of each container and its
                               image, recorded from the real lab hosts by
-                              `STELLA_RECORD_DOCKER_FACTS=DIR pytest tests/integration/test_docker_runtime.py`;
+                              `STELLA_RECORD_DOCKER_FACTS=DIR pytest tests/integration/test_docker_runtime*.py`;
                               `expected` is what that test knew runs (env values blanked)
 fixtures/image_digest/*.json  `docker inspect` of a recorded image, some with RepoDigests edited
                               to the shapes noted in each file
