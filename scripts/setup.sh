@@ -9,6 +9,8 @@ APT_PACKAGES=(docker.io docker-registry umoci skopeo busybox-static iproute2 ipt
               openssh-server openssh-client procps
               # the router in front of blue-green sets (runtime API on the stats socket)
               haproxy
+              # the other router: upstream file rewritten, `nginx -t`, graceful reload
+              nginx-light
               # canary analysis tests: a real Prometheus (2.42) scraping the metrics apps
               prometheus
               # browser tests: Debian's chromium, driven by Playwright (its own browser download cannot work here)
@@ -24,7 +26,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Debian starts the packaged services on install; the project runs its own instances.
-for svc in docker-registry docker postgresql haproxy; do
+for svc in docker-registry docker postgresql haproxy nginx; do
   (command -v systemctl >/dev/null && systemctl stop "$svc" 2>/dev/null) || service "$svc" stop >/dev/null 2>&1 || true
 done
 

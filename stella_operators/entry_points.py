@@ -34,6 +34,7 @@ BUILT_IN: dict[str, dict[str, str]] = {
     },
     "stella_operators.routers": {
         "haproxy": "stella_operators.routing.haproxy:ROUTER_TYPE",
+        "nginx": "stella_operators.routing.nginx:ROUTER_TYPE",
     },
 }
 

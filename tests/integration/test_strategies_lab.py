@@ -15,6 +15,7 @@ services the DAG's tasks call (one call per batch task, in order).
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import subprocess
 import threading
@@ -26,6 +27,7 @@ import pytest
 import docker
 from devstack.estate_lab import HEALTH
 from devstack.haproxy import HAProxyServer, haproxy_missing
+from devstack.nginx import NginxServer, nginx_missing
 from devstack.service_port import ServicePort, route_to_containers, wait_serving
 from devstack.waiting import wait_until
 from stella_operators.estate import parse_estate
@@ -37,15 +39,20 @@ from stella_operators.promotion.service import DeploymentFailed, deploy_promotio
 from stella_operators.promotion.state import PromotionStatus as S
 from stella_operators.promotion.strategies import batch_count
 from stella_operators.release.model import ComponentDigest, Release
+from stella_operators.routing.nginx import ROUTER_TYPE as NGINX_ROUTER
+from stella_operators.routing.nginx_upstream import ServerState, render_upstream
 from stella_operators.targets.docker.target import DockerTarget
+from tests.fixtures.routers import ensure_router_type
 from tests.fixtures.strategies_lab import strategies_lab  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.root
 APP = "shop"
 
 
-def estate_text(lab, socket_path: str = "/nonexistent") -> str:
+def estate_text(lab, socket_path: str = "/nonexistent", router: str | None = None) -> str:
+    """`router`: the blue_green router as a YAML flow mapping (default: HAProxy on `socket_path`)."""
     health = ", ".join(f'"{c}"' for c in HEALTH)
+    router = router or f'{{type: haproxy, settings: {{socket: "{socket_path}", backend: shop_web}}}}'
     return f"""
 version: 1
 registries: [{{host: "{lab.registry_host}", scheme: http}}]
@@ -70,7 +77,7 @@ environments:
     requires: []
     strategy: blue_green
     blue_green:
-      router: {{type: haproxy, settings: {{socket: "{socket_path}", backend: shop_web}}}}
+      router: {router}
       switch_back_s: 4
       ready_timeout_s: 30
     health_timeout_s: 30
@@ -84,9 +91,9 @@ environments:
 class Promoter:
     """The services a promote DAG's tasks call, with real Docker targets and a SQLite ledger."""
 
-    def __init__(self, lab, tmp_path, socket_path: str = "/nonexistent"):
+    def __init__(self, lab, tmp_path, socket_path: str = "/nonexistent", router: str | None = None):
         self.lab = lab
-        self.estate = parse_estate(estate_text(lab, socket_path))
+        self.estate = parse_estate(estate_text(lab, socket_path, router))
         self.ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
         self.key = SigningKey.generate()
         self.clients = {n: docker.APIClient(base_url=h.engine_url, timeout=30) for n, h in lab.hosts.items()}
@@ -267,6 +274,85 @@ def test_blue_green_switch_behind_haproxy_loses_no_request(strategies_lab, image
             port.stop()
         for u in undo:
             u()
+
+
+@pytest.mark.skipif(nginx_missing() is not None, reason=nginx_missing() or "")
+def test_blue_green_switch_behind_nginx_loses_no_request(strategies_lab, images, tmp_path, monkeypatch):  # noqa: F811
+    """The same switch through a real nginx: the `nginx` router rewrites the upstream file, checks it
+    with `nginx -t` and reloads; its health probe is an HTTP GET /health from here."""
+    ensure_router_type(monkeypatch, NGINX_ROUTER)   # until the venv lists this branch's entry point
+    lab = strategies_lab
+    clients = {n: docker.APIClient(base_url=lab.hosts[n].engine_url, timeout=30) for n in ("b1", "g1")}
+    for client in clients.values():  # start from empty sets (the HAProxy test left releases there)
+        for c in client.containers(all=True, filters={"label": f"stella.app={APP}"}):
+            client.remove_container(c["Id"], force=True)
+    undo = [route_to_containers(lab.hosts[n], clients[n]) for n in ("b1", "g1")]
+    ports = {n: ServicePort(clients[n], APP).start() for n in ("b1", "g1")}
+    addresses = {n: ports[n].address for n in ("b1", "g1")}
+    proxy = NginxServer(tmp_path / "nginx", port=free_port(),    # no traffic anywhere at first
+                        upstream=render_upstream("shop_web", [ServerState(n, a) for n, a in addresses.items()]))
+    try:
+        proxy.start()
+        settings = proxy.router_settings(addresses, health_path="/health")
+        p = Promoter(lab, tmp_path, router=json.dumps({"type": "nginx", "settings": settings}))
+        p.ship("live", p.release("1", images["1"]))
+        wait_serving(ports["b1"])
+        wait_until(lambda: _version(proxy.port) == (200, "strategies-1"), 30, "blue serving release 1", every=0.2)
+
+        answers: list[str] = []
+        failures: list[str] = []
+        halt = threading.Event()
+
+        def client() -> None:
+            while not halt.is_set():
+                try:
+                    status, body = _version(proxy.port)
+                    (answers if status == 200 else failures).append(body if status == 200 else f"{status} {body}")
+                except OSError as exc:
+                    failures.append(repr(exc))
+
+        thread = threading.Thread(target=client, daemon=True)
+        thread.start()
+        try:
+            promo = p.approved("live", p.release("2", images["2"]))
+            p.deploy("live", promo)
+            switched_at = len(answers)
+            verify_promotion(p.estate, p.ledger, p.key, promo.id, p.targets)
+            wait_until(lambda: answers and answers[-1] == "strategies-2", 10, "green answering", every=0.05)
+            due = retire_due_at(p.estate, p.ledger, promo.id)
+            assert due is not None and due > datetime.now(UTC)
+            while datetime.now(UTC) < due:   # the previous set stays up for the switch-back window
+                assert len(clients["b1"].containers(filters={"label": f"stella.app={APP}"})) == 1
+                time.sleep(0.2)
+            result = retire_previous_set(p.estate, p.ledger, promo.id, p.targets)
+            time.sleep(1)  # traffic continues after the old set left
+        finally:
+            halt.set()
+            thread.join(10)
+        assert failures == [], failures[:5]
+        assert len(answers) > 50 and answers[0] == "strategies-1" and answers[-1] == "strategies-2"
+        # during the reload (~0.1 s: nginx's old workers accept until its master tells them to stop)
+        # requests reach either set; once the switch returned, none reached blue (bar a few in flight)
+        assert set(answers[switched_at + 3:]) == {"strategies-2"}, "after the switch, no request went to blue"
+        assert result.removed == ["b1"] and result.errors == []
+        assert "name=b1 weight=0 maint" in proxy.upstream_path.read_text()    # blue left service
+        assert clients["b1"].containers(filters={"label": f"stella.app={APP}"}) == []
+    finally:
+        proxy.stop()
+        for port in ports.values():
+            port.stop()
+        for u in undo:
+            u()
+
+
+def _version(port: int) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/version")
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode().strip()
+    finally:
+        conn.close()
 
 
 def _get(proxy: HAProxyServer) -> tuple[int, str]:
