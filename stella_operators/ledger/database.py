@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,7 +51,7 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         cur.execute("PRAGMA foreign_keys = ON")
         if url.database and url.database != ":memory:":
             # WAL lets readers in other Airflow task processes go on while one writes.
-            cur.execute("PRAGMA journal_mode = WAL")
+            _journal_mode_wal(cur)
             cur.execute("PRAGMA synchronous = NORMAL")
         cur.close()
 
@@ -61,6 +63,24 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _journal_mode_wal(cur: Any) -> None:
+    """Switch a database file to WAL (persistent: later connections find it set and skip this).
+
+    Switching needs the file to itself, and SQLite answers "database is locked" at once, without
+    its busy timeout, when another connection opens the same fresh file at that moment (several
+    Airflow task processes, or `stella ledger migrate`, starting together): retry for a while."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
 
 
 @contextmanager
