@@ -34,6 +34,7 @@ BUILT_IN: dict[str, dict[str, str]] = {
     },
     "stella_operators.routers": {
         "haproxy": "stella_operators.routing.haproxy:ROUTER_TYPE",
+        "none": "stella_operators.routing.none:ROUTER_TYPE",
     },
 }
 
