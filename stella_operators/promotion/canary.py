@@ -188,6 +188,10 @@ def decide(estate: Estate, ledger: DeployLedger, key: SigningKey, promotion_id: 
                        reason=f"canary step {step.step} ({step.weight} %): {reason or 'rolled back'} "
                               f"(decided by {decided_by})", actor=decided_by)
         return report.status
+    if decision == "hold":  # another bake + analysis (+ answer) under the lock: its lease again
+        ledger.acquire_deploy_lock(promo.app, env.name, promotion_id, promotion_id, scope=env.lock_scope,
+                                   lease_s=step_lease_s(env), actor="stella")
+        return str(S.DEPLOYING)
     if decision == "advance" and step.last:
         if step.previous_group is not None and step.group != "release":
             strategies.mark_switch(ledger, step.deployment_id, step.group, step.previous_group)
