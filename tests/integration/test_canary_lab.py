@@ -248,8 +248,7 @@ def test_a_canary_without_traffic_waits_for_a_human_whose_choice_is_honoured(
 
     thread = threading.Thread(target=human, daemon=True)
     thread.start()
-    with Responses(lab.proxy.port, rps=5) as traffic:   # clients of the stable version, none reach the canary
-        dr = dag.test(run_conf={"release": name, "reason": "a quiet canary"})
+    dr = dag.test(run_conf={"release": name, "reason": "a quiet canary"})   # nobody sends requests
     thread.join(5)
     states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
     assert answered.get("status") == 200, answered
@@ -269,4 +268,4 @@ def test_a_canary_without_traffic_waits_for_a_human_whose_choice_is_honoured(
                  and e.detail.get("decision") == "rollback"]
     assert decisions and decisions[-1].actor == "bob"
     assert lab.canary.running is None and lab.stable.running == digest(1)
-    assert not [b for _, _, b in traffic.seen if "v2" in b]
+    assert split(lab, 20) == {"v1": 20}
