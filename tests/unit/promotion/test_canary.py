@@ -160,3 +160,29 @@ def test_router_none_deploys_the_share_of_targets_at_each_step(tmp_path, clock, 
 def test_lease_outlives_the_bake_and_the_analysis(fleet):
     env = fleet.estate.environment("prod")
     assert canary.step_lease_s(env) >= env.lock_lease_s
+
+
+def test_the_switch_back_window_starts_at_100_percent_then_the_stable_set_is_retired(fleet, clock):
+    from datetime import timedelta
+
+    from stella_operators.promotion.retire import retire_due_at, retire_previous_set
+    from stella_operators.targets.contract import VersionSticker
+
+    rel = fleet.release(1)
+    for n in ("h1", "h2"):  # the stable set, started by an earlier deployment (named in its sticker)
+        fleet.hosts[n].workloads[-1].sticker = VersionSticker(
+            app="shop", release_id=rel.id, release_name=rel.name, content_hash=rel.content_hash,
+            components=list(rel.components), deployment_id="dep-0", promotion_id="p-0", environment="prod",
+            target=n, strategy="canary", deployed_at="2026-03-01")
+    promo = begin(fleet)
+    for k in range(3):
+        if k == 2:
+            clock.now += timedelta(minutes=10)   # the canary took its time before reaching 100 %
+        step = take_step(fleet.estate, fleet.ledger, fleet.key, promo.id, k, fleet.targets)
+        decide(fleet.estate, fleet.ledger, fleet.key, promo.id, step, fleet.targets, decision="advance",
+               decided_by="stella")
+    fleet.verify(promo)
+    assert retire_due_at(fleet.estate, fleet.ledger, promo.id) == clock.now + timedelta(seconds=60)
+    res = retire_previous_set(fleet.estate, fleet.ledger, promo.id, fleet.targets)
+    assert res.group == "stable" and res.removed == ["h1", "h2"]
+    assert fleet.running()["h1"] == {} and fleet.running()["h3"] == {"web": digest(2)}
