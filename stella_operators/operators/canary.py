@@ -69,6 +69,8 @@ class CanaryStepOperator(PromotionStepOperator):
         return self._bake(context, step.to_dict())
 
     # -- 2. bake -------------------------------------------------------------------------------
+    # Each resumption rebuilds the step from the ledger and the router (promotion/canary.py
+    # current_step): nothing is carried in the deferral (dag.test() drops a deferral's kwargs).
     def _bake(self, context: Any, step: dict[str, Any]) -> dict[str, Any]:
         bake_s = self.canary.bake_s
         if bake_s > 0:
@@ -76,31 +78,37 @@ class CanaryStepOperator(PromotionStepOperator):
             self.log.info("baking %.0f s at %d %% (deferred, until %s)", bake_s, step["weight"], moment.isoformat())
             from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 
-            self.defer(trigger=DateTimeTrigger(moment=moment), method_name="after_bake", kwargs={"step": step})
-        return self.after_bake(context, step=step)
+            self.defer(trigger=DateTimeTrigger(moment=moment), method_name="after_bake")
+        return self.after_bake(context)
+
+    def _step(self) -> Any:
+        from stella_operators.promotion.canary import current_step
+
+        return current_step(self.estate, self.ledger, self.promotion_id, self.step)
 
     # -- 3. analysis ---------------------------------------------------------------------------
-    def after_bake(self, context: Any, event: Any = None, *, step: dict[str, Any]) -> dict[str, Any]:
+    def after_bake(self, context: Any, event: Any = None) -> dict[str, Any]:
         cs = self.canary
         if cs.analysis is None:
-            return self._decide(context, step, "advance", "stella", "no analysis configured: passes after its bake",
-                                None)
+            return self._decide(context, self._step(), "advance", "stella",
+                                "no analysis configured: passes after its bake", None)
         from stella_operators.analysis.model import Analysis
         from stella_operators.operators.analysis import _longest_s
         from stella_operators.triggers.analysis import AnalysisTrigger
 
         analysis = Analysis.model_validate(cs.analysis)
         uses_http = any(m.provider == "http_json" for m in analysis.metrics)
-        self.log.info("analysing %d metric(s) at %d %% (deferred to the triggerer)", len(analysis.metrics),
-                      step["weight"])
+        self.log.info("analysing %d metric(s) (deferred to the triggerer)", len(analysis.metrics))
         self.defer(trigger=AnalysisTrigger(analysis=cs.analysis, started_at=datetime.now(UTC).isoformat(),
                                            prometheus_conn_id=cs.metrics_conn_id,
                                            http_conn_id=cs.metrics_conn_id if uses_http else None),
-                   method_name="after_analysis", kwargs={"step": step},
-                   timeout=timedelta(seconds=_longest_s(analysis) * 2 + 60))
+                   method_name="after_analysis", timeout=timedelta(seconds=_longest_s(analysis) * 2 + 60))
 
     # -- 4. decision ---------------------------------------------------------------------------
-    def after_analysis(self, context: Any, event: dict[str, Any], *, step: dict[str, Any]) -> dict[str, Any]:
+    def after_analysis(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        from stella_operators.promotion.canary import record_analysis
+
+        step = self._step()
         outcome = event.get("outcome")
         if outcome == "error":  # the analysis could not run: nobody knows how the version does
             event = {**event, "outcome": "inconclusive", "summary": f"analysis could not run: {event.get('error')}"}
@@ -110,7 +118,8 @@ class CanaryStepOperator(PromotionStepOperator):
                 self.log.info("%s #%d at %s: %s %s %s", metric["name"], i, m["at"], m["phase"], m["values"],
                               m["message"])
         summary = event.get("summary", "")
-        self.log.info("ANALYSIS at %d %%: %s (%s)", step["weight"], outcome, summary)
+        self.log.info("ANALYSIS at %d %%: %s (%s)", step.weight, outcome, summary)
+        record_analysis(self.ledger, step, event)
         if outcome == "pass":
             return self._decide(context, step, "advance", "stella", f"analysis passed: {summary}", event)
         if outcome == "fail":
@@ -121,23 +130,25 @@ class CanaryStepOperator(PromotionStepOperator):
                                 "stella", f"analysis inconclusive ({summary}); on_inconclusive: {policy}", event)
         return self._ask(context, step, event)
 
-    def _ask(self, context: Any, step: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    def _ask(self, context: Any, step: Any, report: dict[str, Any]) -> dict[str, Any]:
         from airflow.sdk.exceptions import TaskAwaitingInput
         from airflow.sdk.execution_time.hitl import upsert_hitl_detail
 
         cs = self.canary
         upsert_hitl_detail(
             ti_id=context["task_instance"].id, options=OPTIONS, multiple=False, defaults=[ROLL_BACK], params={},
-            subject=f"Canary of {self.app} in {self.environment}: step {step['step']} ({step['weight']} %) is "
+            subject=f"Canary of {self.app} in {self.environment}: step {step.step} ({step.weight} %) is "
                     "inconclusive",
-            body=ask_body(step, report, cs.ask_timeout_s), assigned_users=None)
+            body=ask_body(step.to_dict(), report, cs.ask_timeout_s), assigned_users=None)
         self.log.info("ASKING a human (Required Actions): Advance / Hold / Roll back; no answer within %.0f s rolls "
                       "back", cs.ask_timeout_s)
-        raise TaskAwaitingInput(method_name="after_answer", kwargs={"step": step, "report": report},
-                                timeout=timedelta(seconds=cs.ask_timeout_s))
+        raise TaskAwaitingInput(method_name="after_answer", timeout=timedelta(seconds=cs.ask_timeout_s))
 
-    def after_answer(self, context: Any, event: dict[str, Any], *, step: dict[str, Any],
-                     report: dict[str, Any]) -> dict[str, Any]:
+    def after_answer(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        from stella_operators.promotion.canary import last_analysis
+
+        step = self._step()
+        report = last_analysis(self.ledger, step) or {}
         chosen = list(event.get("chosen_options") or [])
         user = event.get("responded_by_user") or {}
         if event.get("timedout") or not user:
@@ -146,16 +157,14 @@ class CanaryStepOperator(PromotionStepOperator):
         who = str(user.get("name") or user.get("id"))
         if len(chosen) != 1 or chosen[0] not in DECISION_OF:
             raise AirflowFailException(f"answer {chosen} from {who} is not one of {OPTIONS}")
-        decision = DECISION_OF[chosen[0]]
         self.log.info("ANSWER from %s: %s", who, chosen[0])
-        return self._decide(context, step, decision, who, f"{chosen[0]} chosen by {who} in Airflow "
-                            f"(analysis: {report.get('summary', '')})", report)
+        return self._decide(context, step, DECISION_OF[chosen[0]], who,
+                            f"{chosen[0]} chosen by {who} in Airflow (analysis: {report.get('summary', '')})", report)
 
-    def _decide(self, context: Any, step_dict: dict[str, Any], decision: str, who: str, reason: str,
+    def _decide(self, context: Any, step: Any, decision: str, who: str, reason: str,
                 report: dict[str, Any] | None) -> dict[str, Any]:
-        from stella_operators.promotion.canary import StepReport, decide
+        from stella_operators.promotion.canary import decide
 
-        step = StepReport(**{k: v for k, v in step_dict.items() if k != "last"})
         status = decide(self.estate, self.ledger, self.signing_key, self.promotion_id, step, build_target,
                         decision=decision, decided_by=who, reason=reason, analysis=report)
         self.log.info("DECISION at step %d (%d %%): %s by %s -- %s; promotion %s", step.step, step.weight, decision,
@@ -165,7 +174,7 @@ class CanaryStepOperator(PromotionStepOperator):
                                        f"promotion {status}")
         if decision == "hold":
             self.log.info("holding at %d %%: analysing again", step.weight)
-            return self.after_bake(context, step=step_dict)
+            return self.after_bake(context)
         return {"step": step.step, "weight": step.weight, "distribution": step.distribution, "decision": decision,
                 "decided_by": who, "promotion_status": status}
 

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STEP = "deployment.canary_step"
+ANALYSIS = "deployment.canary_analysis"
 DECISION = "deployment.canary_decision"
 DECISIONS = ("advance", "hold", "rollback")
 
@@ -133,6 +134,44 @@ def take_step(estate: Estate, ledger: DeployLedger, key: SigningKey, promotion_i
         raise CanaryStopped(f"canary step {step + 1} ({weight} %) could not be set: {exc}; {_said(report)}") from exc
     log.info("canary step %d: the router reports %s", step + 1, dist)
     return StepReport(step + 1, len(plan), weight, group, previous, dist, dep.id)
+
+
+def current_step(estate: Estate, ledger: DeployLedger, promotion_id: str, step: int) -> StepReport:
+    """Step `step` (0-based) as it stands: its weight as recorded when it was taken, the split read
+    from the router now. What a resumed task works from (it keeps nothing in memory across waits)."""
+    promo = ledger.get_promotion(promotion_id)
+    env = estate.environment(promo.environment)
+    plan = settings_of(env).plan()
+    dep = _running(ledger, promotion_id)
+    taken = [e for e in ledger.audit_events(strategies.subject(dep.id))
+             if e.action == STEP and e.detail.get("step") == step + 1]
+    if not taken:
+        raise DeploymentFailed(f"promotion {promotion_id}: canary step {step + 1} was never taken")
+    detail = taken[-1].detail
+    switch = strategies.switch_of(ledger, dep.id)
+    if settings_of(env).group_names() is None:
+        names = [t.name for t in env.targets]
+        router = strategies.router_of(env)
+        router.configure(none_route(names, [t.target for t in dep.targets if t.status in ("deployed", "unchanged")]))
+        return StepReport(step + 1, len(plan), int(detail["weight"]), "release", "previous", router.distribution(),
+                          dep.id)
+    router = strategies.router_of(env)
+    router.configure(strategies.route_of(env))
+    return StepReport(step + 1, len(plan), int(detail["weight"]), str(detail["group"]),
+                      switch.get("previous_group") if switch else None, router.distribution(), dep.id)
+
+
+def record_analysis(ledger: DeployLedger, step: StepReport, report: dict[str, Any]) -> None:
+    """The step's analysis report, kept for the decision that may come later (a human's)."""
+    ledger.audit("stella", ANALYSIS, strategies.subject(step.deployment_id), {"step": step.step, "report": report})
+
+
+def last_analysis(ledger: DeployLedger, step: StepReport) -> dict[str, Any] | None:
+    for e in reversed(ledger.audit_events(strategies.subject(step.deployment_id))):
+        if e.action == ANALYSIS and e.detail.get("step") == step.step:
+            report: dict[str, Any] = e.detail["report"]
+            return report
+    return None
 
 
 def _deploy_share(estate: Estate, ledger: DeployLedger, promotion_id: str, dep: Deployment, weight: int,

@@ -67,8 +67,9 @@ environments:
             query: '{ratio}'
             success_condition: result < 0.05
             interval_s: 1
-            count: 2
+            count: 3
             initial_delay_s: 3
+            inconclusive_limit: 1     # one scrape missed on a loaded machine is not yet a verdict
     targets:
       - {{name: s1, type: docker, connection: c_s1, group: stable}}
       - {{name: c1, type: docker, connection: c_c1, group: canary}}

@@ -186,3 +186,18 @@ def test_the_switch_back_window_starts_at_100_percent_then_the_stable_set_is_ret
     res = retire_previous_set(fleet.estate, fleet.ledger, promo.id, fleet.targets)
     assert res.group == "stable" and res.removed == ["h1", "h2"]
     assert fleet.running()["h1"] == {} and fleet.running()["h3"] == {"web": digest(2)}
+
+
+def test_a_resumed_step_is_rebuilt_from_the_ledger_and_the_router(fleet):
+    from stella_operators.promotion.canary import current_step, last_analysis, record_analysis
+
+    promo = begin(fleet)
+    taken = take_step(fleet.estate, fleet.ledger, fleet.key, promo.id, 1, fleet.targets)
+    again = current_step(fleet.estate, fleet.ledger, promo.id, 1)
+    assert (again.step, again.of, again.weight, again.group, again.previous_group) == (2, 3, 50, "canary", "stable")
+    assert again.distribution == taken.distribution == {"stable": 50, "canary": 50}
+    assert last_analysis(fleet.ledger, again) is None
+    record_analysis(fleet.ledger, again, {"outcome": "inconclusive", "summary": "no data"})
+    assert last_analysis(fleet.ledger, again)["outcome"] == "inconclusive"
+    with pytest.raises(Exception, match="step 3 was never taken"):
+        current_step(fleet.estate, fleet.ledger, promo.id, 2)
