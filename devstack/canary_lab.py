@@ -160,6 +160,9 @@ def start_canary_lab(workdir: Path) -> CanaryLab:
         lab.prometheus = start_prometheus(workdir / "prometheus", [f"127.0.0.1:{p}" for p in ports.values()],
                                           port=free_port())
         lab.reset()
+        # Prometheus applies its targets a few seconds after it starts (discovery updates are
+        # throttled): until then nothing is scraped, and every query is "no data".
+        lab.prometheus.wait_for_series(f'up{{instance="127.0.0.1:{ports["s1"]}"}} == 1')
     except BaseException:
         lab.stop()
         raise
