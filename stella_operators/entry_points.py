@@ -35,6 +35,7 @@ BUILT_IN: dict[str, dict[str, str]] = {
     "stella_operators.routers": {
         "haproxy": "stella_operators.routing.haproxy:ROUTER_TYPE",
         "nginx": "stella_operators.routing.nginx:ROUTER_TYPE",
+        "none": "stella_operators.routing.none:ROUTER_TYPE",
     },
 }
 

@@ -21,6 +21,7 @@ from stella_operators.dag_builder.audit_dag import AUDIT_CHECKPOINT_DAG_ID, audi
 from stella_operators.dag_builder.sites import site_task_args
 from stella_operators.estate.loader import load_estate, load_estate_for_app
 from stella_operators.estate.models import Environment, Estate
+from stella_operators.operators.canary import CanaryStepOperator
 from stella_operators.operators.drift import CheckDriftOperator
 from stella_operators.operators.gates import EvaluateGatesOperator
 from stella_operators.operators.promotion import (
@@ -210,18 +211,20 @@ def _promote_dag(estate: Estate, app: str, env_name: str, path: str) -> DAG:
                                          outlets=[verified_asset(app, env_name)], **at_site)
         request >> gates >> approval >> first
         last >> verify
-        if env.strategy == "blue_green":
+        if env.strategy in ("blue_green", "canary"):
             verify >> RetirePreviousSetOperator(task_id="retire_previous_set", promotion_id=promo, **at_site)
     return dag
 
 
 def _deploy_tasks(env: Environment, promo: str, common: dict[str, Any], timeout: timedelta
-                  ) -> tuple[DeployReleaseOperator, DeployReleaseOperator]:
+                  ) -> tuple[DeployReleaseOperator, DeployReleaseOperator | CanaryStepOperator]:
     """One `deploy` task; a rolling environment with several batches gets a `deploy` task group
     instead: one task per batch (the count is known from the estate), chained in order, plus a
     `roll_back_if_left` task that runs only when a batch task failed for good (trigger rule
     one_failed) and rolls back a deployment its dead tasks left unfinished. Per-target results are
     in each batch task's log and XCom: the grid shows batches, not one task per host."""
+    if env.strategy == "canary":
+        return _canary_tasks(env, promo, common, timeout)
     n = batch_count(env)
     if env.strategy == "ab":
         return ab_stage_tasks(env, promo, common)
@@ -242,6 +245,28 @@ def _deploy_tasks(env: Environment, promo: str, common: dict[str, Any], timeout:
         tasks >> RollBackIfLeftOperator(task_id="roll_back_if_left", promotion_id=promo,
                                         trigger_rule=TriggerRule.ONE_FAILED, **common)
     return tasks[0], tasks[-1]
+
+
+def _canary_tasks(env: Environment, promo: str, common: dict[str, Any], timeout: timedelta
+                  ) -> tuple[DeployReleaseOperator, CanaryStepOperator]:
+    """A `canary` task group: `deploy` (the release to the idle group, 0 % of the traffic), then one
+    task per step (`step_1_10pct`, ...) chained, plus `roll_back_if_left` (trigger rule one_failed)
+    for a deployment a dead task left unfinished: traffic back first, then the previous digests."""
+    assert env.canary is not None  # the estate model requires the block
+    plan = env.canary.plan()
+    with TaskGroup("canary", tooltip=f"canary: {' -> '.join(f'{w} %' for w in plan)}", prefix_group_id=True):
+        deploy = DeployReleaseOperator(task_id="deploy", promotion_id=promo, execution_timeout=timeout,
+                                       doc_md="The release to the idle group, in service with 0 % of the traffic",
+                                       **common)
+        steps = [CanaryStepOperator(task_id=f"step_{k + 1}_{w}pct", promotion_id=promo, step=k,
+                                    doc_md=f"Step {k + 1} of {len(plan)}: {w} % of new requests, bake "
+                                           f"{env.canary.bake_s:.0f} s, analyse, then advance / roll back / ask",
+                                    **common)
+                 for k, w in enumerate(plan)]
+        chain(deploy, *steps)
+        [deploy, *steps] >> RollBackIfLeftOperator(task_id="roll_back_if_left", promotion_id=promo,
+                                                   trigger_rule=TriggerRule.ONE_FAILED, **common)
+    return deploy, steps[-1]
 
 
 def _rollback_dag(estate: Estate, app: str, env_name: str, path: str) -> DAG:

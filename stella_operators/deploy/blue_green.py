@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from stella_operators.deploy.engine import DeploymentOutcome, TargetOutcome, run_deployment
 from stella_operators.deploy.rollback import restore_targets
@@ -28,6 +29,7 @@ from stella_operators.routing.contract import Route, Router, RouterError
 from stella_operators.targets.contract import Target, TargetPlan
 
 log = logging.getLogger(__name__)
+_Out = TypeVar("_Out", bound=DeploymentOutcome)   # blue-green and canary outcomes (deploy/canary.py)
 
 
 @dataclass
@@ -115,8 +117,8 @@ def _safe_distribution(router: Router) -> dict[str, int]:
         return {}
 
 
-def _restore_group(out: BlueGreenOutcome, pairs: list[tuple[Target, TargetPlan]], deployed: DeploymentOutcome,
-                   cleanup_timeout_s: float) -> BlueGreenOutcome:
+def _restore_group(out: _Out, pairs: list[tuple[Target, TargetPlan]], deployed: DeploymentOutcome,
+                   cleanup_timeout_s: float) -> _Out:
     changed = [(t, p, deployed.target(t.name).digests_before) for t, p in pairs
                if deployed.target(t.name).status == "deployed"]
     results = restore_targets(changed, max_parallel=max(1, len(changed)), timeout_s=cleanup_timeout_s)

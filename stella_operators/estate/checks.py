@@ -52,12 +52,13 @@ def cross_check(estate: Estate) -> Iterator[tuple[Loc, str, str]]:
             yield loc, _p(loc), (f"the targets of environment {env.name!r} are in different sites ({where}); "
                                  "an environment deploys from one place: give them one site, or split the "
                                  "environment into one per site")
-        if env.blue_green is not None:
+        routed = env.blue_green or env.canary
+        if routed is not None:
             try:
-                validate_router_settings(env.blue_green.router.type, dict(env.blue_green.router.settings))
+                validate_router_settings(routed.router.type, dict(routed.router.settings))
             except RouterSettingsError as exc:
-                loc = ("environments", i, "blue_green", "router", *(("settings", *exc.path.split("."))
-                                                                     if exc.path else ("type",)))
+                loc = ("environments", i, env.strategy, "router", *(("settings", *exc.path.split("."))
+                                                                    if exc.path else ("type",)))
                 yield loc, _p(loc), exc.message
     yield from _gates_and_approvals(estate)
     yield from _published_ports(estate)

@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from stella_operators.deploy.ab_plan import check_ab_groups
+from stella_operators.deploy.canary_plan import StepPlanError, from_progression, from_steps
 from stella_operators.targets.contract import HealthCheck
 from stella_operators.targets.runtime import RuntimeSettings
 
@@ -204,6 +205,94 @@ class AbSettings(_Strict):
         return [self.health_threshold] * len(self.stages)
 
 
+class Progression(_Strict):
+    """Canary steps computed instead of listed (deploy/canary_plan.py)."""
+
+    kind: Literal["linear", "exponential", "fibonacci"]
+    start: int = Field(ge=1, le=100, description="traffic share of the first step, percent")
+    step: int | None = Field(None, ge=1, le=99, description="linear: percent added per step")
+    factor: float | None = Field(None, gt=1, le=10, description="exponential: factor per step")
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> Progression:
+        wanted = {"linear": "step", "exponential": "factor", "fibonacci": None}[self.kind]
+        for name in ("step", "factor"):
+            if getattr(self, name) is not None and name != wanted:
+                raise ValueError(f"`{name}` is not read by a {self.kind} progression; remove it")
+        if wanted is not None and getattr(self, wanted) is None:
+            raise ValueError(f"a {self.kind} progression needs `{wanted}`")
+        return self
+
+
+class CanarySettings(_Strict):
+    """`strategy: canary`: the release goes to the idle target group, then traffic moves to it step by
+    step (bake, analyse, then advance, roll back or ask a human); router `none`: the step's share of
+    the targets (estate order, rounded up) runs the release instead (promotion/canary.py)."""
+
+    router: RouterConfig
+    groups: tuple[Name, Name] | None = Field(
+        None, description="the two target groups (targets' `group`); default (stable, canary); not with router none")
+    steps: list[int] | None = Field(None, description="traffic shares in percent, e.g. [10, 50, 100]")
+    progression: Progression | None = Field(None, description="or computed shares (linear, exponential, fibonacci)")
+    bake_s: float = Field(60, ge=0, le=86400, description="wait this long at each step before the analysis")
+    analysis: dict[str, Any] | None = Field(
+        None, description="metrics measured at each step (analysis/model.py); without it a step passes after its bake")
+    metrics_conn_id: ConnId = Field("stella_prometheus", description="Airflow Connection of the metrics provider")
+    on_inconclusive: Literal["ask", "rollback", "advance"] = Field(
+        "ask", description="an inconclusive analysis: ask a human in the Airflow UI, roll back, or advance")
+    ask_timeout_s: float = Field(3600, gt=0, le=7 * 86400, description="nobody answered: roll back")
+    switch_back_s: float = Field(
+        300, ge=0, le=7 * 86400,
+        description="after 100 % the previous set keeps running this long (instant switch-back), then it is removed")
+    ready_timeout_s: float = Field(60, gt=0, le=3600, description="wait this long for the router to see the new "
+                                                                  "set healthy before the first step")
+
+    @field_validator("analysis")
+    @classmethod
+    def _analysis(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        # Imported here, not at the top: CEL (celpy, lark) costs ~0.15 s, paid at every task start
+        # that loads the estate; only an estate with a canary analysis needs it.
+        from pydantic import ValidationError
+
+        from stella_operators.analysis.model import Analysis
+
+        if value is None:
+            return None
+        try:
+            return Analysis.model_validate(value).model_dump(mode="json")
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            raise ValueError(f"{where}: {msg}" if where else msg) from None
+
+    @model_validator(mode="after")
+    def _one_plan(self) -> CanarySettings:
+        if (self.steps is None) == (self.progression is None):
+            raise ValueError("give exactly one of `steps` (e.g. [10, 50, 100]) or `progression`")
+        try:
+            self.plan()
+        except StepPlanError as exc:
+            raise ValueError(f"{exc.field}: {exc.message}") from None
+        if self.router.type == "none" and self.groups is not None:
+            raise ValueError("router none moves traffic by updating targets, not groups: remove `groups`")
+        return self
+
+    def plan(self) -> tuple[int, ...]:
+        """The steps' traffic shares, ending at 100."""
+        if self.steps is not None:
+            return from_steps(list(self.steps))
+        assert self.progression is not None
+        p = self.progression
+        return from_progression(p.kind, p.start, step=p.step, factor=p.factor)
+
+    def group_names(self) -> tuple[str, str] | None:
+        """The two target groups, None with router none."""
+        if self.router.type == "none":
+            return None
+        return self.groups or ("stable", "canary")
+
+
 class DriftCheck(_Strict):
     """Check on a timetable that every target runs what the ledger last verified here (drift DAG
     `stella_drift__<app>__<env>`); drift fails the run and is recorded, never fixed silently."""
@@ -235,10 +324,11 @@ class Environment(_Strict):
     requires: list[Name] | None = Field(
         None, description="environments a release must be verified in first; default: the previous one")
     targets: list[TargetConfig] = Field(min_length=1)
-    strategy: Literal["all_at_once", "rolling", "blue_green", "ab"] = "all_at_once"
+    strategy: Literal["all_at_once", "rolling", "blue_green", "canary", "ab"] = "all_at_once"
     rolling: RollingSettings | None = Field(None, description="settings of `strategy: rolling` (required there)")
     blue_green: BlueGreenSettings | None = Field(
         None, description="settings of `strategy: blue_green` (required there)")
+    canary: CanarySettings | None = Field(None, description="settings of `strategy: canary` (required there)")
     ab: AbSettings | None = Field(None, description="settings of `strategy: ab` (required there)")
     max_parallel: int = Field(4, ge=1, le=256)
     deploy_timeout_s: float = Field(900, gt=0, le=86400)
@@ -269,7 +359,7 @@ class Environment(_Strict):
 
     @model_validator(mode="after")
     def _strategy_settings(self) -> Environment:
-        for name in ("rolling", "blue_green", "ab"):
+        for name in ("rolling", "blue_green", "canary", "ab"):
             given = getattr(self, name) is not None
             if given and self.strategy != name:
                 raise ValueError(f"`{name}:` settings are only read with `strategy: {name}` (this environment uses "
@@ -279,16 +369,18 @@ class Environment(_Strict):
         if self.on_failure != "rollback" and self.strategy != "rolling":
             raise ValueError(f"on_failure: {self.on_failure} needs strategy: rolling; {self.strategy} changes its "
                              "targets all or nothing, so a failure always rolls back")
-        if self.blue_green is not None:
-            a, b = self.blue_green.groups
+        groups = (self.blue_green.groups if self.blue_green is not None
+                  else self.canary.group_names() if self.canary is not None else None)
+        if groups is not None:
+            a, b = groups
             if a == b:
-                raise ValueError(f"blue_green.groups names the group {a} twice; name two different target groups")
+                raise ValueError(f"{self.strategy}.groups names the group {a} twice; name two different target groups")
             for g in (a, b):
                 if not any(t.group == g for t in self.targets):
-                    raise ValueError(f"blue_green group {g} has no targets; set `group: {g}` on its targets")
+                    raise ValueError(f"{self.strategy} group {g} has no targets; set `group: {g}` on its targets")
             stray = [t.name for t in self.targets if t.group not in (a, b)]
             if stray:
-                raise ValueError(f"targets {', '.join(stray)} are in neither blue_green group ({a}, {b}); give "
+                raise ValueError(f"targets {', '.join(stray)} are in neither {self.strategy} group ({a}, {b}); give "
                                  "each target `group:` one of them")
         if self.ab is not None:
             check_ab_groups(self.ab.groups, self.ab.stages, [(t.name, t.group) for t in self.targets])

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from stella_operators.deploy.blue_green import switch_back
+from stella_operators.deploy.canary import abort_traffic
 from stella_operators.deploy.planner import plan_deployment
 from stella_operators.deploy.rollback import RestoreResult, restore_targets
 from stella_operators.estate.models import Environment, Estate
@@ -115,17 +116,23 @@ def roll_back_promotion(estate: Estate, ledger: DeployLedger, key: SigningKey, p
 
 
 def _send_traffic_back(env: Environment, ledger: DeployLedger, deployment_id: str) -> list[RestoreResult]:
-    """Blue-green: if the deployment had moved traffic (its switch is recorded before traffic
-    moves), send it back to the previous set -- still running, kept for this -- before the new set
+    """Blue-green and canary: if the deployment had moved traffic (its switch is recorded before
+    traffic moves), send it back to the previous set -- still running, kept for this -- before the new set
     is restored. Without a previous set, the new set only leaves service."""
-    if env.strategy != "blue_green":
+    if env.strategy not in ("blue_green", "canary"):
         return []
+    if env.canary is not None and env.canary.group_names() is None:
+        return []  # router none: restoring the targets is what takes the release out of service
     switch = strategies.switch_of(ledger, deployment_id)
     if switch is None:
         return []
     router = strategies.router_of(env)
     try:
-        if switch.get("previous_group"):
+        if env.strategy == "canary":  # 0 % on the new version, whatever step it had reached
+            dist = abort_traffic(router, strategies.route_of(env), switch["group"], switch.get("previous_group"))
+            log.warning("deployment %s: traffic sent back to %s: %s", deployment_id,
+                        switch.get("previous_group") or "no group", dist)
+        elif switch.get("previous_group"):
             dist = switch_back(router, strategies.route_of(env), switch["previous_group"])
             log.warning("deployment %s: traffic sent back to %s: %s", deployment_id, switch["previous_group"], dist)
         else:

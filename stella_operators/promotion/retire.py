@@ -1,8 +1,10 @@
-"""Blue-green: remove the previous set once the switch-back window of a verified promotion ends.
+"""Blue-green and canary: remove the previous set once the switch-back window of a verified
+promotion ends.
 
-The window starts at the recorded switch (`deployment.switch`, promotion/strategies.py) and lasts
-`blue_green.switch_back_s`. Until then the previous set keeps running: `switch_back` (or a rollback)
-sends the traffic back to it at once. After it, the set leaves the router (maintenance) and its
+The window starts at the recorded switch (`deployment.switch`, promotion/strategies.py; a canary
+records it again when it reaches 100 %) and lasts `blue_green.switch_back_s` (`canary.switch_back_s`).
+Until then the previous set keeps running: `switch_back` (or a rollback) sends the traffic back to
+it at once. After it, the set leaves the router (maintenance) and its
 workloads are removed -- only if the promotion ended `deployed`, no deployment holds the lock of
 the app now, the set still gets no traffic and each of its targets still runs the digests it ran
 at the switch; anything else is left alone and said so (`deployment.retired` audit event).
@@ -36,14 +38,24 @@ def _switched(ledger: DeployLedger, promotion_id: str) -> tuple[Deployment, dict
 def retire_due_at(estate: Estate, ledger: DeployLedger, promotion_id: str) -> datetime | None:
     """When the previous set may go (None: nothing to retire)."""
     promo = ledger.get_promotion(promotion_id)
-    env = estate.environment(promo.environment)
     found = _switched(ledger, promotion_id)
-    if env.blue_green is None or found is None or not found[1].get("previous_group"):
+    window = _switch_back_s(estate, promo.environment)
+    if window is None or found is None or not found[1].get("previous_group"):
         return None
     at = found[1]["at"]
     assert isinstance(at, datetime)
     at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-    return at + timedelta(seconds=env.blue_green.switch_back_s)
+    return at + timedelta(seconds=window)
+
+
+def _switch_back_s(estate: Estate, environment: str) -> float | None:
+    """The switch-back window of a blue-green or canary environment (None: no previous set to keep)."""
+    env = estate.environment(environment)
+    if env.blue_green is not None:
+        return env.blue_green.switch_back_s
+    if env.canary is not None and env.canary.group_names() is not None:
+        return env.canary.switch_back_s
+    return None
 
 
 def retire_previous_set(estate: Estate, ledger: DeployLedger, promotion_id: str,
@@ -51,7 +63,7 @@ def retire_previous_set(estate: Estate, ledger: DeployLedger, promotion_id: str,
     promo = ledger.get_promotion(promotion_id)
     env = estate.environment(promo.environment)
     found = _switched(ledger, promotion_id)
-    if env.blue_green is None or found is None or not found[1].get("previous_group"):
+    if _switch_back_s(estate, env.name) is None or found is None or not found[1].get("previous_group"):
         return RetireResult("", skipped={"*": "no previous set to retire"})
     dep, switch = found
     group = str(switch["previous_group"])

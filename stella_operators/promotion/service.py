@@ -295,6 +295,8 @@ def settle_outcome(estate: Estate, ledger: DeployLedger, key: SigningKey, promo:
     if outcome.status in ("deployed", "unchanged"):
         if batch is not None and batch < batch_count(env) - 1:
             return outcome  # the next batch task goes on, under the same lock
+        if env.strategy == "canary":
+            return outcome  # the step tasks go on, under the same lock (promotion/canary.py)
         # The deployment stays `running` (old workloads kept, lock held) until verification.
         ledger.transition(promotion_id, S.VERIFYING, actor="stella")
         return outcome

@@ -6,6 +6,9 @@
   results for its targets was interrupted mid-batch (the worker died): it is never resumed half
   way, the whole deployment is rolled back (promotion/recovery.py) -- the rule of the single deploy
   task, per batch.
+- canary: as blue_green (the same `deployment.switch` event, written before the new group enters
+  service, and again when the canary reaches 100 %, which starts the switch-back window); each
+  step's start is written (`deployment.canary_step`) before its weight is set (promotion/canary.py);
 - blue_green: the group that receives the release is written (`deployment.switch`, detail `{group,
   previous_group}`) *before* the router moves any traffic, so that recovery knows where to send
   the traffic back; `deployment.retired` records the removal of the previous set after the window.
@@ -20,6 +23,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from stella_operators.deploy.blue_green import run_blue_green
+from stella_operators.deploy.canary import CanaryOutcome, begin_canary
 from stella_operators.deploy.engine import DeploymentOutcome, run_deployment
 from stella_operators.deploy.rollout import BatchReport, RollingPolicy, rolling_policy, run_rolling
 from stella_operators.estate.models import Environment, TargetConfig
@@ -70,20 +74,26 @@ def results_by_target(dep: Deployment) -> dict[str, str]:
 
 # -- blue-green --------------------------------------------------------------------------------------
 
+def _routed(env: Environment) -> tuple[Any, tuple[str, str] | None]:
+    """The environment's router settings block and its two groups (None: router `none`)."""
+    if env.blue_green is not None:
+        return env.blue_green, env.blue_green.groups
+    if env.canary is not None:
+        return env.canary, env.canary.group_names()
+    raise ValueError(f"environment {env.name} has no router (strategy {env.strategy})")
+
+
 def route_of(env: Environment) -> Route:
-    bg = env.blue_green
-    if bg is None:
-        raise ValueError(f"environment {env.name} is not blue_green")
-    servers = dict(bg.router.settings.get("servers") or {})
-    return Route(backend=str(bg.router.settings.get("backend", "")),
-                 groups={g: tuple(servers.get(t.name, t.name) for t in env.targets if t.group == g) for g in bg.groups})
+    block, groups = _routed(env)
+    servers = dict(block.router.settings.get("servers") or {})
+    return Route(backend=str(block.router.settings.get("backend", "")),
+                 groups={g: tuple(servers.get(t.name, t.name) for t in env.targets if t.group == g)
+                         for g in groups or ()})
 
 
 def router_of(env: Environment) -> Router:
-    bg = env.blue_green
-    if bg is None:
-        raise ValueError(f"environment {env.name} is not blue_green")
-    return build_router(bg.router.type, dict(bg.router.settings))
+    block, _ = _routed(env)
+    return build_router(block.router.type, dict(block.router.settings))
 
 
 def group_targets(env: Environment, group: str) -> list[TargetConfig]:
@@ -120,6 +130,17 @@ def run_strategy(env: Environment, ledger: AuditLog, deployment_id: str, pairs: 
         return run_blue_green(groups, router_of(env), route, max_parallel=env.max_parallel,
                               timeout_s=env.deploy_timeout_s, ready_timeout_s=bg.ready_timeout_s,
                               on_switch=lambda g, prev: mark_switch(ledger, deployment_id, g, prev))
+    if env.strategy == "canary":
+        cs = env.canary
+        assert cs is not None  # the estate model requires the block
+        groups_of = cs.group_names()
+        if groups_of is None:  # router none: the steps deploy their share of the targets, none yet
+            return CanaryOutcome(status="unchanged", targets=[])
+        by_name = {t.name: (t, p) for t, p in pairs}
+        groups = {g: [by_name[c.name] for c in group_targets(env, g)] for g in groups_of}
+        return begin_canary(groups, router_of(env), route_of(env), max_parallel=env.max_parallel,
+                            timeout_s=env.deploy_timeout_s, ready_timeout_s=cs.ready_timeout_s,
+                            on_begin=lambda g, prev: mark_switch(ledger, deployment_id, g, prev))
     if env.strategy == "rolling":
         policy = policy_of(env)
         if batch is not None:
@@ -153,9 +174,9 @@ def targets_to_verify(env: Environment, ledger: AuditLog, dep: Deployment | None
     if dep is None:
         return list(env.targets), {}
     left_out: dict[str, str] = {}
-    if env.strategy == "blue_green":
+    if env.strategy in ("blue_green", "canary"):
         switch = switch_of(ledger, dep.id)
-        if switch is not None:
+        if switch is not None and switch.get("group"):
             left_out = {t.name: f"previous set ({switch.get('previous_group')}), kept for the switch-back window"
                         for t in env.targets if t.group != switch["group"]}
     if env.strategy == "ab":

@@ -1,5 +1,5 @@
 """Router types: found through the entry point group `stella_operators.routers`, their settings
-validated at estate load (`blue_green.router.settings`), built on demand.
+validated at estate load (`blue_green.router.settings`, `canary.router.settings`), built on demand.
 """
 
 from __future__ import annotations
