@@ -18,15 +18,62 @@ baseline-vs-canary comparison):
           min_samples: 1                                  # fewer data points: inconclusive
 
 Every field has an effect (analysis/evaluate.py); conditions are compiled at estate validation.
+
+Queries may name the version under analysis through variables (`$$` for a literal `$`), filled in
+when a canary step is analysed (`render_queries`), because which group gets a release alternates:
+
+    ${group} / ${previous_group}       the target group running the new / the previous release
+    ${targets} / ${previous_targets}   their target names as a regex alternation (`web-2|web-4`),
+                                       for a label set per scrape target: {target=~"${targets}"}
+    ${release}                         the release's name
 """
 
 from __future__ import annotations
 
+from string import Template
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from stella_operators.cel import CelExpressionError, compile_expression
+
+QUERY_VARIABLES = ("group", "previous_group", "targets", "previous_targets", "release")
+
+
+def check_variables(analysis: Analysis) -> None:
+    """Raise ValueError naming the metric when a query uses an unknown or broken variable. Checked
+    where queries are rendered (a canary's analysis), not on every Analysis: a rendered query is
+    final, and a `$` left in it is meant."""
+    for i, m in enumerate(analysis.metrics):
+        for key in ("query", "baseline_query"):
+            try:
+                _known_variables(getattr(m, key))
+            except ValueError as exc:
+                raise ValueError(f"metrics.{i}.{key}: {exc}") from None
+
+
+def _known_variables(query: str | None) -> None:
+    if query is None:
+        return
+    t = Template(query)
+    if not t.is_valid():
+        raise ValueError(f"{query!r}: a `$` starts a variable (${{name}}); write $$ for a literal $")
+    unknown = sorted(set(t.get_identifiers()) - set(QUERY_VARIABLES))
+    if unknown:
+        raise ValueError(f"unknown variable(s) {', '.join('${' + u + '}' for u in unknown)} in {query!r}; "
+                         f"known: {', '.join('${' + v + '}' for v in QUERY_VARIABLES)}")
+
+
+def render_queries(analysis: dict[str, object], values: dict[str, str]) -> dict[str, object]:
+    """The analysis with every metric's query and baseline_query filled in from `values`."""
+    metrics = []
+    for metric in analysis.get("metrics", []):  # type: ignore[attr-defined]
+        m = dict(metric)
+        for key in ("query", "baseline_query"):
+            if m.get(key):
+                m[key] = Template(m[key]).substitute(values)
+        metrics.append(m)
+    return {**analysis, "metrics": metrics}
 
 
 class Metric(BaseModel):

@@ -254,17 +254,19 @@ class CanarySettings(_Strict):
         # that loads the estate; only an estate with a canary analysis needs it.
         from pydantic import ValidationError
 
-        from stella_operators.analysis.model import Analysis
+        from stella_operators.analysis.model import Analysis, check_variables
 
         if value is None:
             return None
         try:
-            return Analysis.model_validate(value).model_dump(mode="json")
+            analysis = Analysis.model_validate(value)
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"])
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
             raise ValueError(f"{where}: {msg}" if where else msg) from None
+        check_variables(analysis)
+        return analysis.model_dump(mode="json")
 
     @model_validator(mode="after")
     def _one_plan(self) -> CanarySettings:

@@ -92,14 +92,19 @@ class CanaryStepOperator(PromotionStepOperator):
         if cs.analysis is None:
             return self._decide(context, self._step(), "advance", "stella",
                                 "no analysis configured: passes after its bake", None)
-        from stella_operators.analysis.model import Analysis
+        from stella_operators.analysis.model import Analysis, render_queries
         from stella_operators.operators.analysis import _longest_s
+        from stella_operators.promotion.canary import query_values
         from stella_operators.triggers.analysis import AnalysisTrigger
 
-        analysis = Analysis.model_validate(cs.analysis)
+        step = self._step()
+        rendered = render_queries(cs.analysis, query_values(self.estate, self.ledger, self.promotion_id, step))
+        analysis = Analysis.model_validate(rendered)
+        for m in analysis.metrics:
+            self.log.info("metric %s: %s", m.name, m.query)
         uses_http = any(m.provider == "http_json" for m in analysis.metrics)
         self.log.info("analysing %d metric(s) (deferred to the triggerer)", len(analysis.metrics))
-        self.defer(trigger=AnalysisTrigger(analysis=cs.analysis, started_at=datetime.now(UTC).isoformat(),
+        self.defer(trigger=AnalysisTrigger(analysis=rendered, started_at=datetime.now(UTC).isoformat(),
                                            prometheus_conn_id=cs.metrics_conn_id,
                                            http_conn_id=cs.metrics_conn_id if uses_http else None),
                    method_name="after_analysis", timeout=timedelta(seconds=_longest_s(analysis) * 2 + 60))

@@ -161,6 +161,21 @@ def current_step(estate: Estate, ledger: DeployLedger, promotion_id: str, step: 
                       switch.get("previous_group") if switch else None, router.distribution(), dep.id)
 
 
+def query_values(estate: Estate, ledger: DeployLedger, promotion_id: str, step: StepReport) -> dict[str, str]:
+    """The values of the analysis queries' variables (analysis/model.py) at this step."""
+    promo = ledger.get_promotion(promotion_id)
+    env = estate.environment(promo.environment)
+    if settings_of(env).group_names() is None:   # router none: the targets updated so far
+        dep = _running(ledger, promotion_id)
+        new = [t.target for t in dep.targets if t.status in ("deployed", "unchanged")]
+        old = [t.name for t in env.targets if t.name not in new]
+    else:
+        new = [t.name for t in env.targets if t.group == step.group]
+        old = [t.name for t in env.targets if step.previous_group is not None and t.group == step.previous_group]
+    return {"group": step.group, "previous_group": step.previous_group or "", "targets": "|".join(new),
+            "previous_targets": "|".join(old), "release": ledger.get_release(promo.release_id).name}
+
+
 def record_analysis(ledger: DeployLedger, step: StepReport, report: dict[str, Any]) -> None:
     """The step's analysis report, kept for the decision that may come later (a human's)."""
     ledger.audit("stella", ANALYSIS, strategies.subject(step.deployment_id), {"step": step.step, "report": report})

@@ -70,6 +70,8 @@ canary:
     ("steps: [10]\n  analysis: {metrics: [{name: e, query: q, failure_condition: 'result >'}]}",
      "analysis: metrics.0.failure_condition"),
     ("steps: [10]\n  bake: 5", "bake"),
+    ("steps: [10]\n  analysis: {metrics: [{name: e, query: 'e{t=\"${host}\"}', success_condition: 'result < 1'}]}",
+     "analysis: metrics.0.query: unknown variable(s) ${host}"),
 ])
 def test_nonsense_is_refused_naming_the_field(block, words):
     text = refused(f"strategy: canary\ncanary:\n  {ROUTER}\n  {block}")

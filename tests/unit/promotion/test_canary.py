@@ -201,3 +201,13 @@ def test_a_resumed_step_is_rebuilt_from_the_ledger_and_the_router(fleet):
     assert last_analysis(fleet.ledger, again)["outcome"] == "inconclusive"
     with pytest.raises(Exception, match="step 3 was never taken"):
         current_step(fleet.estate, fleet.ledger, promo.id, 2)
+
+
+def test_analysis_queries_name_the_group_that_got_the_release(fleet):
+    """Which group gets a release alternates: the queries' variables follow it, step by step."""
+    promo = begin(fleet)
+    step = take_step(fleet.estate, fleet.ledger, fleet.key, promo.id, 0, fleet.targets)
+    values = canary.query_values(fleet.estate, fleet.ledger, promo.id, step)
+    release = fleet.ledger.get_release(fleet.ledger.get_promotion(promo.id).release_id)
+    assert values == {"group": "canary", "previous_group": "stable", "targets": "h3|h4|h5",
+                      "previous_targets": "h1|h2", "release": release.name}
