@@ -32,7 +32,9 @@ def up(state: Path) -> int:
     down(state, quiet=True)
     lab = EstateLab(state / "lab", environments=ENVIRONMENTS).start()
     digests = {tag: lab.push_web(tag, healthy=ok, error_pct=pct) for tag, ok, pct in DEMO_VERSIONS}
-    front = start_front(FRONT, {h: f"{lab.hosts[h].ip}:{APP_PORT}" for h in ENVIRONMENTS["prod"]})
+    # blue (prod-1) holds the traffic before the first release, so the first canary goes to green
+    front = start_front(FRONT, {h: f"{lab.hosts[h].ip}:{APP_PORT}" for h in ENVIRONMENTS["prod"]},
+                        weights={"prod-2": 0})
     env = {**lab.connection_env(), **evidence_key_env(state),
            "AIRFLOW_CONN_STELLA_PROMETHEUS": json.dumps({"conn_type": "stella_metrics", "host": front.prometheus_url})}
     env_lines = [f"export {k}={shlex.quote(v)}" for k, v in env.items()]

@@ -50,8 +50,9 @@ def start_front(workdir: Path, servers: dict[str, str], *, backend: str = "shop_
     # haproxy -db (foreground, owned by us) writes no pid file of its own
     (workdir / "haproxy" / "haproxy.pid").write_text(f"{proxy.proc.pid}\n")
     try:
+        # Each host's series carry `target: <estate target name>`, which canary queries select on.
         prom = start_prometheus(workdir / "prometheus", list(servers.values()), host=listen, port=prometheus_port,
-                                metrics_path=METRICS_PATH)
+                                metrics_path=METRICS_PATH, labels={a: {"target": n} for n, a in servers.items()})
         log = (workdir / "traffic.log").open("ab")
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
         traffic = subprocess.Popen([sys.executable, "-m", "devstack.canary_front", f"{proxy.url}{APP_PATH}",

@@ -60,9 +60,11 @@ class PrometheusServer:
 
 def start_prometheus(workdir: Path, targets: list[str], *, host: str = "127.0.0.1", port: int = 9090,
                      scrape_interval_s: float = 1.0, ready_timeout: float = 30.0,
-                     metrics_path: str = "/metrics") -> PrometheusServer:
+                     metrics_path: str = "/metrics", labels: dict[str, dict[str, str]] | None = None
+                     ) -> PrometheusServer:
     """Prometheus with its own config, data dir, log and pid file under `workdir`, scraping
-    `targets` ("host:port", path `metrics_path`) every `scrape_interval_s`."""
+    `targets` ("host:port", path `metrics_path`) every `scrape_interval_s`; `labels` adds labels per
+    target (e.g. {"10.0.0.5:8080": {"target": "prod-1"}}), as people label their scrape targets."""
     if not os.access(PROMETHEUS_BINARY, os.X_OK):
         raise PrometheusStartError(f"{PROMETHEUS_BINARY} not found (apt-get install prometheus)")
     workdir = Path(workdir)
@@ -70,7 +72,8 @@ def start_prometheus(workdir: Path, targets: list[str], *, host: str = "127.0.0.
     interval = f"{int(scrape_interval_s * 1000)}ms"
     config = {"global": {"scrape_interval": interval, "evaluation_interval": interval, "scrape_timeout": interval},
               "scrape_configs": [{"job_name": "apps", "metrics_path": metrics_path,
-                                  "static_configs": [{"targets": list(targets)}]}]}
+                                  "static_configs": [{"targets": [t], "labels": (labels or {}).get(t, {})}
+                                                     for t in targets]}]}
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = (workdir / "prometheus.log").open("wb")
     proc = subprocess.Popen([PROMETHEUS_BINARY, f"--config.file={workdir / 'prometheus.yml'}",
