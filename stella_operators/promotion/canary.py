@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from stella_operators.deploy.canary import CanaryError, none_route, shift_to, targets_at
 from stella_operators.deploy.engine import run_deployment
 from stella_operators.deploy.planner import plan_deployment
-from stella_operators.estate.models import CanarySettings, Environment
+from stella_operators.estate.models import Environment
+from stella_operators.estate.strategy_settings import CanarySettings
 from stella_operators.evidence.recorder import record_evidence
 from stella_operators.ledger.records import DeploymentStatus
 from stella_operators.promotion import strategies

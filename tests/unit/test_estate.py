@@ -35,8 +35,9 @@ def problems(text: str) -> list[str]:
 
 def test_demo_estate_is_valid():
     estate = load_estate(ROOT / "include" / "estate.yaml")
-    assert [e.name for e in estate.environments] == ["dev", "stage"]
+    assert [e.name for e in estate.environments] == ["dev", "stage", "prod"]
     assert estate.upstream("stage") == ["dev"] and estate.upstream("dev") == []
+    assert estate.upstream("prod") == ["stage"] and estate.environment("prod").strategy == "canary"
 
 
 def test_good_estate_parses_and_derives_the_path():
@@ -125,11 +126,18 @@ def test_committed_json_schema_is_current():
 
 
 def test_demo_estate_matches_the_demo_lab():
-    """scripts/demo starts devstack.estate_lab.EstateLab with its defaults: the estate must name them."""
+    """scripts/demo starts `python -m devstack up`: the estate must name its hosts, and prod's router
+    the HAProxy devstack puts in front of prod (canary_front.py)."""
+    from devstack.__main__ import ENVIRONMENTS, FRONT
+    from devstack.canary_front import start_front
     from devstack.estate_lab import EstateLab, conn_id_for
 
-    lab = EstateLab(ROOT / ".stella" / "unused")
+    lab = EstateLab(ROOT / ".stella" / "unused", environments=ENVIRONMENTS)
     estate = load_estate(ROOT / "include" / "estate.yaml")
+    router = estate.environment("prod").canary.router
+    assert router.type == "haproxy"
+    assert router.settings == {"socket": str(FRONT / "haproxy" / "admin.sock"),
+                               "backend": start_front.__kwdefaults__["backend"]}
     assert [r.host for r in estate.registries] == [lab.registry_host]
     assert estate.app("shop").components[0].repository == lab.repository
     assert {e.name: [(t.name, t.connection) for t in e.targets] for e in estate.environments} == {
