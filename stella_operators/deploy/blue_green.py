@@ -25,7 +25,7 @@ from typing import TypeVar
 
 from stella_operators.deploy.engine import DeploymentOutcome, TargetOutcome, run_deployment
 from stella_operators.deploy.rollback import restore_targets
-from stella_operators.routing.contract import Route, Router, RouterError
+from stella_operators.routing.contract import Route, Router, RouterError, wait_until_healthy
 from stella_operators.targets.contract import Target, TargetPlan
 
 log = logging.getLogger(__name__)
@@ -81,15 +81,7 @@ def run_blue_green(groups: dict[str, list[tuple[Target, TargetPlan]]], router: R
     # 3. in service without traffic, then wait for the router's own health checks.
     try:
         router.enable(idle)
-        deadline = time.monotonic() + ready_timeout_s
-        while True:
-            health = router.healthy(idle)
-            if all(health.values()):
-                break
-            if time.monotonic() >= deadline:
-                down = [s for s, ok in health.items() if not ok]
-                raise RouterError(f"{router.name}: {', '.join(down)} not seen healthy within {ready_timeout_s:.0f} s")
-            sleep(poll_s)
+        wait_until_healthy(router, idle, timeout_s=ready_timeout_s, poll_s=poll_s, sleep=sleep)
         # 4. switch in one step and read it back.
         if on_switch is not None:
             on_switch(idle, live)

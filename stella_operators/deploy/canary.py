@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from stella_operators.deploy.blue_green import _restore_group, _safe_distribution, live_group
 from stella_operators.deploy.canary_plan import targets_for
 from stella_operators.deploy.engine import DeploymentOutcome, TargetOutcome, run_deployment
-from stella_operators.routing.contract import Route, Router, RouterError
+from stella_operators.routing.contract import Route, Router, RouterError, wait_until_healthy
 from stella_operators.targets.contract import Target, TargetPlan
 
 log = logging.getLogger(__name__)
@@ -82,15 +82,7 @@ def begin_canary(groups: dict[str, list[tuple[Target, TargetPlan]]], router: Rou
         if live is not None:
             router.shift(idle, 0)  # weight 0 before it enters service: no request before step 1
         router.enable(idle)
-        deadline = time.monotonic() + ready_timeout_s
-        while True:
-            health = router.healthy(idle)
-            if all(health.values()):
-                break
-            if time.monotonic() >= deadline:
-                down = [s for s, ok in health.items() if not ok]
-                raise RouterError(f"{router.name}: {', '.join(down)} not seen healthy within {ready_timeout_s:.0f} s")
-            sleep(poll_s)
+        wait_until_healthy(router, idle, timeout_s=ready_timeout_s, poll_s=poll_s, sleep=sleep)
     except RouterError as exc:
         log.error("canary: %s; traffic stays on %s, restoring %s", exc, live or "no group", idle)
         try:

@@ -8,6 +8,8 @@ upstream, `nginx -t`, reload).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -62,3 +64,18 @@ class Router(Protocol):
     def disable(self, group: str) -> None:
         """Take the group's servers out of service (maintenance): no traffic, no health checks."""
         ...
+
+
+def wait_until_healthy(router: Router, group: str, *, timeout_s: float, poll_s: float = 0.2,
+                       sleep: Callable[[float], None] = time.sleep) -> None:
+    """Wait until the router's own health checks see every server of `group` up; RouterError naming
+    the ones still down after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        health = router.healthy(group)
+        if all(health.values()):
+            return
+        if time.monotonic() >= deadline:
+            down = [s for s, ok in health.items() if not ok]
+            raise RouterError(f"{router.name}: {', '.join(down)} not seen healthy within {timeout_s:.0f} s")
+        sleep(poll_s)
