@@ -3,34 +3,12 @@ refused with the field path and the fix."""
 
 import pytest
 
-from stella_operators.estate import EstateError, parse_estate
 from stella_operators.promotion.ab import plan_for
+from tests.unit.estate.one_environment import OneEnvironment
 
-BASE = """
-version: 1
-registries: [{host: "reg.local:5000", scheme: http}]
-apps:
-  - name: worker
-    components:
-      - {name: consume, repository: reg.local:5000/demo/worker}
-environments:
-  - name: prod
-    targets:
-      - {name: a1, type: docker, connection: c1, group: a}
-      - {name: a2, type: docker, connection: c2, group: a}
-      - {name: b1, type: docker, connection: c3, group: b}
-      - {name: b2, type: docker, connection: c4, group: b}
-"""
-
-
-def estate(extra: str):
-    return parse_estate(BASE + "".join(f"    {line}\n" for line in extra.strip().splitlines()), source="estate.yaml")
-
-
-def refused(extra: str) -> str:
-    with pytest.raises(EstateError) as info:
-        estate(extra)
-    return str(info.value)
+ONE = OneEnvironment({"a1": "a", "a2": "a", "b1": "b", "b2": "b"}, app="worker", component="consume",
+                     repository="reg.local:5000/demo/worker")
+estate, refused = ONE.estate, ONE.refused
 
 
 def test_a_complete_block_becomes_the_stage_plan():

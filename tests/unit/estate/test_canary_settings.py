@@ -3,32 +3,11 @@ with the field path and the fix."""
 
 import pytest
 
-from stella_operators.estate import EstateError, parse_estate
+from tests.unit.estate.one_environment import OneEnvironment
 
-BASE = """
-version: 1
-registries: [{host: "reg.local:5000", scheme: http}]
-apps:
-  - name: shop
-    components:
-      - {name: web, repository: reg.local:5000/demo/web}
-environments:
-  - name: prod
-    targets:
-      - {name: p1, type: docker, connection: c1, group: stable}
-      - {name: p2, type: docker, connection: c2, group: canary}
-"""
+ONE = OneEnvironment({"p1": "stable", "p2": "canary"})
+estate, refused = ONE.estate, ONE.refused
 ROUTER = "router: {type: haproxy, settings: {socket: /run/haproxy.sock, backend: web}}"
-
-
-def estate(extra: str):
-    return parse_estate(BASE + "".join(f"    {line}\n" for line in extra.strip().splitlines()), source="estate.yaml")
-
-
-def refused(extra: str) -> str:
-    with pytest.raises(EstateError) as info:
-        estate(extra)
-    return str(info.value)
 
 
 def test_steps_groups_and_defaults():

@@ -5,33 +5,10 @@ import pytest
 
 from stella_operators.deploy.rollout import rolling_policy
 from stella_operators.estate import EstateError, parse_estate
+from tests.unit.estate.one_environment import OneEnvironment
 
-BASE = """
-version: 1
-registries: [{host: "reg.local:5000", scheme: http}]
-apps:
-  - name: shop
-    components:
-      - {name: web, repository: reg.local:5000/demo/web}
-environments:
-  - name: prod
-    targets:
-      - {name: p1, type: docker, connection: c1, group: blue}
-      - {name: p2, type: docker, connection: c2, group: blue}
-      - {name: p3, type: docker, connection: c3, group: green}
-      - {name: p4, type: docker, connection: c4, group: green}
-      - {name: p5, type: docker, connection: c5, group: green}
-"""
-
-
-def estate(extra: str):
-    return parse_estate(BASE + "".join(f"    {line}\n" for line in extra.strip().splitlines()), source="estate.yaml")
-
-
-def refused(extra: str) -> str:
-    with pytest.raises(EstateError) as info:
-        estate(extra)
-    return str(info.value)
+ONE = OneEnvironment({"p1": "blue", "p2": "blue", "p3": "green", "p4": "green", "p5": "green"})
+estate, refused = ONE.estate, ONE.refused
 
 
 def test_all_at_once_is_one_batch_that_rolls_back():
@@ -82,7 +59,7 @@ def test_blue_green_router_settings_are_checked_at_load():
 
 
 def test_targets_outside_both_groups_are_refused():
-    text = BASE.replace("connection: c5, group: green", "connection: c5")
+    text = ONE.base.replace("connection: c5, group: green", "connection: c5")
     router = "router: {type: haproxy, settings: {socket: /run/h.sock, backend: shop_web}}"
     with pytest.raises(EstateError) as info:
         parse_estate(text + f"    strategy: blue_green\n    blue_green:\n      {router}\n", source="estate.yaml")
