@@ -21,12 +21,11 @@ from typing import TYPE_CHECKING
 from stella_operators.deploy.ab import AbOutcome
 from stella_operators.deploy.engine import DeploymentOutcome, TargetOutcome
 from stella_operators.deploy.planner import plan_deployment
-from stella_operators.ledger.records import DeploymentStatus
 from stella_operators.promotion import ab
+from stella_operators.promotion.batches import running_deployment
 from stella_operators.promotion.lease import LeaseKeeper
 from stella_operators.promotion.recovery import roll_back_promotion
 from stella_operators.promotion.service import DeploymentFailed, TargetFactory, _recorded_outcome, _said, settle_outcome
-from stella_operators.promotion.state import PromotionStatus as S
 
 if TYPE_CHECKING:
     from stella_operators.estate.models import Estate
@@ -44,20 +43,9 @@ def deploy_stage(estate: Estate, ledger: DeployLedger, key: SigningKey, promotio
     if env.strategy != "ab" or stage >= ab.stage_count(env):
         raise DeploymentFailed(f"environment {env.name} has no A/B stage {stage + 1} (strategy {env.strategy}); "
                                "re-render the DAGs after changing the estate")
-    if promo.status in (S.VERIFYING, S.DEPLOYED):
+    dep = running_deployment(ledger, promo, env, holder, f"stage {stage + 1}")
+    if dep is None:
         return _recorded_outcome(ledger, promotion_id)
-    if promo.status != S.DEPLOYING:
-        raise DeploymentFailed(f"promotion {promotion_id} is {promo.status}; stage {stage + 1} has nothing to do")
-    claim = ledger.acquire_deploy_lock(promo.app, env.name, promotion_id, holder or promotion_id,
-                                       scope=env.lock_scope, lease_s=env.lock_lease_s, actor="stella")
-    if not claim.acquired:
-        assert claim.holder is not None  # a refused claim names the lock's holder
-        raise DeploymentFailed(f"promotion {promotion_id} lost its deploy lock to promotion "
-                               f"{claim.holder.promotion_id}, which rolls this deployment back")
-    running = [d for d in ledger.deployments_for(promotion_id) if d.status == DeploymentStatus.RUNNING]
-    if not running:
-        raise DeploymentFailed(f"promotion {promotion_id} has no running deployment for stage {stage + 1}")
-    dep = running[-1]
     ended = ab.stages_ended(ledger, dep.id)
     if stage in ended:  # a retry after the stage completed
         return DeploymentOutcome(status="deployed", deployment_id=dep.id,

@@ -41,9 +41,11 @@ from stella_operators.promotion.strategies import (
 )
 
 if TYPE_CHECKING:
-    from stella_operators.estate.models import Estate
+    from stella_operators.estate.models import Environment, Estate
     from stella_operators.evidence.keys import SigningKey
     from stella_operators.ledger.protocols import DeployLedger
+    from stella_operators.ledger.records import Deployment
+    from stella_operators.promotion.model import Promotion
 
 
 def deploy_batch(estate: Estate, ledger: DeployLedger, key: SigningKey, promotion_id: str, targets: TargetFactory,
@@ -57,20 +59,9 @@ def deploy_batch(estate: Estate, ledger: DeployLedger, key: SigningKey, promotio
     if env.strategy != "rolling" or batch >= len(policy.batches):
         raise DeploymentFailed(f"environment {env.name} has no batch {batch + 1} (strategy {env.strategy}, "
                                f"{len(policy.batches)} batch(es)); re-render the DAGs after changing the estate")
-    if promo.status in (S.VERIFYING, S.DEPLOYED):
+    dep = running_deployment(ledger, promo, env, holder, f"batch {batch + 1}")
+    if dep is None:
         return _recorded_outcome(ledger, promotion_id)
-    if promo.status != S.DEPLOYING:
-        raise DeploymentFailed(f"promotion {promotion_id} is {promo.status}; batch {batch + 1} has nothing to do")
-    claim = ledger.acquire_deploy_lock(promo.app, env.name, promotion_id, holder or promotion_id,
-                                       scope=env.lock_scope, lease_s=env.lock_lease_s, actor="stella")
-    if not claim.acquired:
-        assert claim.holder is not None  # a refused claim names the lock's holder
-        raise DeploymentFailed(f"promotion {promotion_id} lost its deploy lock to promotion "
-                               f"{claim.holder.promotion_id}, which rolls this deployment back")
-    running = [d for d in ledger.deployments_for(promotion_id) if d.status == DeploymentStatus.RUNNING]
-    if not running:
-        raise DeploymentFailed(f"promotion {promotion_id} has no running deployment for batch {batch + 1}")
-    dep = running[-1]
     done = results_by_target(dep)
     mine = list(policy.batches[batch])
     if all(n in done for n in mine):  # a retry after the batch was recorded
@@ -113,3 +104,24 @@ def _as_status(status: str) -> TargetStatus:
     allowed = ("deployed", "unchanged", "rolled_back", "failed", "cancelled", "skipped", "pending")
     return status if status in allowed else "failed"  # type: ignore[return-value]
 
+
+def running_deployment(ledger: DeployLedger, promo: Promotion, env: Environment, holder: str,
+                       what: str) -> Deployment | None:
+    """The promotion's running deployment, for a later part of it (`what`: "batch 2", "stage 3")
+    run by its own task: the deploy lock is claimed again (a task that lost it must not go on).
+    None when the promotion is already past deploying (a retry: the caller returns what was
+    recorded); DeploymentFailed when it is in no state to go on."""
+    if promo.status in (S.VERIFYING, S.DEPLOYED):
+        return None
+    if promo.status != S.DEPLOYING:
+        raise DeploymentFailed(f"promotion {promo.id} is {promo.status}; {what} has nothing to do")
+    claim = ledger.acquire_deploy_lock(promo.app, env.name, promo.id, holder or promo.id,
+                                       scope=env.lock_scope, lease_s=env.lock_lease_s, actor="stella")
+    if not claim.acquired:
+        assert claim.holder is not None  # a refused claim names the lock's holder
+        raise DeploymentFailed(f"promotion {promo.id} lost its deploy lock to promotion "
+                               f"{claim.holder.promotion_id}, which rolls this deployment back")
+    running = [d for d in ledger.deployments_for(promo.id) if d.status == DeploymentStatus.RUNNING]
+    if not running:
+        raise DeploymentFailed(f"promotion {promo.id} has no running deployment for {what}")
+    return running[-1]
