@@ -1,7 +1,7 @@
 """A canary that starts failing: time from its first failing request to 0 % of new requests on it.
 
-The canary lab (devstack/canary_lab.py: a real HAProxy, a real Prometheus scraping every second,
-metrics-app processes as the two versions) and the promotion services the DAG's tasks call: the
+The canary lab (devstack/canary_lab.py: a real HAProxy or nginx, a real Prometheus scraping every
+second, metrics-app processes as the two versions) and the promotion services the DAG's tasks call: the
 release goes to the canary group, step 1 gives it 10 % of the traffic, a client sends ~50
 requests/s through the proxy, the analysis runs (the AnalysisTrigger's own code, analysis/runner.py)
 on the canary's error ratio. After `--healthy-s` the canary starts answering 20 % errors; the
@@ -9,11 +9,12 @@ analysis fails, `decide(rollback)` sends the traffic back to the stable group (t
 canary's previous digests).
 
 Measured: first failing request (the client's send time of the first HTTP 500 from the canary) ->
-the router's weight change back to the stable group returning; compared with the analysis
+the router's weight change back to the stable group returning (nginx: its reload confirmed, new
+workers up and the old ones no longer accepting); compared with the analysis
 configuration's own bound, interval x (failure_limit + 1). Goal: <= bound + 2 s, and no request
 sent after the switch back answered by the canary.
 
-Usage: python benchmarks/canary_rollback.py [--repeat 3] [--interval 1] [--failure-limit 1]
+Usage: python benchmarks/canary_rollback.py [--router haproxy|nginx] [--repeat 3] [--interval 1] [--failure-limit 1]
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from devstack.canary_lab import Responses, digest, start_canary_lab  # noqa: E402
+from devstack.canary_lab import ROUTERS, Responses, digest, start_canary_lab  # noqa: E402
 from stella_operators.analysis.model import Analysis  # noqa: E402
 from stella_operators.analysis.providers import Endpoint, open_sampler  # noqa: E402
 from stella_operators.analysis.runner import run_analysis  # noqa: E402
@@ -43,7 +44,6 @@ from stella_operators.promotion.canary import decide, take_step  # noqa: E402
 from stella_operators.promotion.service import deploy_promotion  # noqa: E402
 from stella_operators.promotion.state import PromotionStatus as S  # noqa: E402
 from stella_operators.release.model import ComponentDigest, Release  # noqa: E402
-from stella_operators.routing.haproxy import HAProxyRouter, HAProxySettings  # noqa: E402
 
 RATE_WINDOW_S = 3
 
@@ -62,7 +62,7 @@ environments:
     requires: []
     strategy: canary
     canary:
-      router: {{type: haproxy, settings: {{socket: "{lab.proxy.socket_path}", backend: shop_web}}}}
+      router: {lab.router_block()}
       steps: [10, 100]
       bake_s: 0
       analysis:
@@ -81,14 +81,7 @@ def one_run(lab, workdir: Path, n: int, args) -> dict:
     ledger = Ledger.open(f"sqlite:///{workdir / f'ledger-{n}.db'}")
     key = SigningKey.generate()
     back_at: list[float] = []
-
-    class Timed(HAProxyRouter):
-        def shift(self, group: str, percent: int) -> None:
-            super().shift(group, percent)
-            if group == "stable" and percent == 100:
-                back_at.append(time.monotonic())
-
-    strategies.router_of = lambda env: Timed(HAProxySettings(socket=str(lab.proxy.socket_path), backend="shop_web"))
+    strategies.router_of = lambda env: lab.timed(lab.router(), back_at)
     rel = ledger.add_release(Release.seal(
         id=f"rel-{n}", app="shop", name=f"shop-{n}", created_at=datetime.now(UTC), created_by="bench", source={},
         components=[ComponentDigest(name="web", repository="reg.local/shop/web", digest=digest(2), tag="2")]))
@@ -110,7 +103,7 @@ def one_run(lab, workdir: Path, n: int, args) -> dict:
             return await run_analysis(Analysis.model_validate(est.environment("live").canary.analysis), take,
                                       datetime.now(UTC))
 
-    with Responses(lab.proxy.port, rps=50) as traffic:
+    with Responses(lab.port, rps=50) as traffic:
         threading.Thread(target=start_failing, daemon=True).start()
         report = asyncio.run(analyse()).report()
         decide(est, ledger, key, promo.id, step, lab.targets, decision="rollback", decided_by="stella",
@@ -126,6 +119,7 @@ def one_run(lab, workdir: Path, n: int, args) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--router", choices=ROUTERS, default="haproxy", help="the proxy in front of the two versions")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--interval", type=float, default=1.0)
     p.add_argument("--failure-limit", type=int, default=1)
@@ -134,7 +128,7 @@ def main() -> int:
     bound = args.interval * (args.failure_limit + 1)
     goal = bound + 2
     with tempfile.TemporaryDirectory(prefix="stella-canary-bench-") as tmp:
-        lab = start_canary_lab(Path(tmp))
+        lab = start_canary_lab(Path(tmp), router=args.router)
         try:
             runs = [one_run(lab, Path(tmp), n, args) for n in range(args.repeat)]
         finally:
@@ -149,7 +143,8 @@ def main() -> int:
               f"after: {r['to_canary_after']} of {r['after']}")
     if not took:
         return 1
-    print(f"analysis bound interval x (failure_limit + 1) = {bound:.1f} s; goal <= bound + 2 s = {goal:.1f} s "
+    print(f"router {args.router}; analysis bound interval x (failure_limit + 1) = {bound:.1f} s; "
+          f"goal <= bound + 2 s = {goal:.1f} s "
           f"(the query's rate window is {RATE_WINDOW_S} s, scrapes every 1 s)")
     print(f"median {statistics.median(took):.2f} s, max {max(took):.2f} s, ratio max/goal {max(took) / goal:.2f}; "
           f"requests to the canary after the switch back: {sum(r['to_canary_after'] for r in runs)}")

@@ -1,6 +1,8 @@
-"""The canary lab (tests, benchmarks/canary_rollback.py): a real HAProxy (backend shop_web: server
-s1 in group stable, c1 in group canary), a real Prometheus scraping both servers' ports every
-second, and metrics-app processes (devstack/metrics_app.py) as the two versions of the app.
+"""The canary lab (tests, benchmarks/canary_rollback.py): a real HAProxy or, separately, a real
+nginx (`start_canary_lab(workdir, router=...)`; backend shop_web: server s1 in group stable, c1 in
+group canary), a real Prometheus scraping both servers' ports every second, and metrics-app
+processes (devstack/metrics_app.py) as the two versions of the app. `lab.router_block()` is the
+estate's `router:` block for the proxy, `lab.port` where clients send requests.
 
 The targets here are processes, not Docker hosts: `AppProcessTarget` runs the metrics app on its
 server's fixed port, the version and error rate chosen by the digest it is told to run (VERSIONS).
@@ -11,16 +13,22 @@ commit / restore); the router, the metrics and the traffic are the real things u
 from __future__ import annotations
 
 import http.client
+import json
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from devstack.haproxy import HAProxyServer
 from devstack.metrics_app import MetricsApp, start_metrics_app
+from devstack.nginx import NginxServer
 from devstack.prometheus import PrometheusServer, start_prometheus
 from devstack.registry import free_port
+from stella_operators.routing.contract import Route, Router
 from stella_operators.routing.haproxy import HAProxyRouter, HAProxySettings
+from stella_operators.routing.nginx_upstream import ServerState, render_upstream
+from stella_operators.routing.registry import build_router
 from stella_operators.targets.contract import PreparedChange, RunningComponent, TargetFacts, TargetPlan, VersionSticker
 
 
@@ -118,12 +126,22 @@ def get(port: int) -> tuple[int, str]:
         conn.close()
 
 
+ROUTERS = ("haproxy", "nginx")
+ROUTE = Route(backend="shop_web", groups={"stable": ("s1",), "canary": ("c1",)})
+
+
 @dataclass
 class CanaryLab:
-    proxy: HAProxyServer
+    proxy: HAProxyServer | NginxServer
     prometheus: PrometheusServer | None
     stable: AppProcessTarget
     canary: AppProcessTarget
+    router_type: str = "haproxy"
+
+    @property
+    def port(self) -> int:
+        """Where clients send their requests (the proxy's listening port)."""
+        return self.proxy.port
 
     def stop(self) -> None:
         self.stable.stop()
@@ -135,34 +153,78 @@ class CanaryLab:
     def targets(self, config) -> AppProcessTarget:
         return {"s1": self.stable, "c1": self.canary}[config.name]
 
+    def router_settings(self) -> dict[str, Any]:
+        """The `settings:` of the estate's `router:` block for this lab's proxy."""
+        if isinstance(self.proxy, NginxServer):
+            addresses = {t.name: f"127.0.0.1:{t.port}" for t in (self.stable, self.canary)}
+            # pid_file: the router confirms each reload (new workers up, old ones no longer accepting)
+            return self.proxy.router_settings(addresses, health_path="/metrics")
+        return {"socket": str(self.proxy.socket_path), "backend": "shop_web"}
+
+    def router_block(self) -> str:
+        """The estate's `router:` block (YAML flow style) for this lab."""
+        return json.dumps({"type": self.router_type, "settings": self.router_settings()})
+
+    def router(self) -> Router:
+        return build_router(self.router_type, self.router_settings())
+
+    def timed(self, router: Router, back_at: list[float]) -> Router:
+        """`router` noting in `back_at` when a shift of all traffic back to the stable group has
+        RETURNED: HAProxy applied the weights; nginx (pid_file set) reloaded with its new workers
+        up and the old ones no longer accepting. A request sent after that is a new request."""
+        shift = router.shift
+
+        def timed_shift(group: str, percent: int) -> None:
+            shift(group, percent)
+            if group == "stable" and percent == 100:
+                back_at.append(time.monotonic())
+
+        router.shift = timed_shift  # type: ignore[method-assign]
+        return router
+
     def reset(self) -> None:
-        """v1 on the stable server with all the traffic, nothing on the canary server."""
+        """v1 on the stable server with all the traffic, nothing on the canary server (out of service)."""
         self.canary.stop()
         self.canary.sticker = None
         if self.stable.running != digest(1):
             self.stable._run(digest(1))
-        router = HAProxyRouter(HAProxySettings(socket=str(self.proxy.socket_path), backend="shop_web"))
+        if isinstance(self.proxy, NginxServer):
+            router = self.router()
+            router.configure(ROUTE)
+            router.enable("stable")
+            router.shift("stable", 100)
+            router.disable("canary")
+            return
+        haproxy = HAProxyRouter(HAProxySettings(socket=str(self.proxy.socket_path), backend="shop_web"))
         for line in ("set server shop_web/s1 state ready", "set server shop_web/s1 weight 1",
                      "set server shop_web/c1 weight 0", "set server shop_web/c1 state maint"):
-            router.command(line)
+            haproxy.command(line)
 
 
-def start_canary_lab(workdir: Path) -> CanaryLab:
-    """Start HAProxy and Prometheus (the caller stops them with `lab.stop()`, also on failure)."""
+def start_canary_lab(workdir: Path, router: str = "haproxy") -> CanaryLab:
+    """Start the proxy (`router`: haproxy or nginx) and Prometheus (the caller stops them with
+    `lab.stop()`, also on failure)."""
+    if router not in ROUTERS:
+        raise ValueError(f"router {router!r}: the canary lab runs one of {', '.join(ROUTERS)}")
     ports = {"s1": free_port(), "c1": free_port()}
     stable, canary = AppProcessTarget("s1", ports["s1"]), AppProcessTarget("c1", ports["c1"])
-    proxy = HAProxyServer(workdir / "haproxy", port=free_port(), backend="shop_web",
-                          servers={n: f"127.0.0.1:{p}" for n, p in ports.items()}, weights={"c1": 0},
-                          health_path="/metrics")
-    lab = CanaryLab(proxy, None, stable, canary)
+    servers = {n: f"127.0.0.1:{p}" for n, p in ports.items()}
+    proxy: HAProxyServer | NginxServer
+    if router == "nginx":
+        first = render_upstream("shop_web", [ServerState("s1", servers["s1"], weight=1),
+                                             ServerState("c1", servers["c1"], weight=0, maint=True)])
+        proxy = NginxServer(workdir / "nginx", port=free_port(), upstream=first, backend="shop_web")
+    else:
+        proxy = HAProxyServer(workdir / "haproxy", port=free_port(), backend="shop_web", servers=servers,
+                              weights={"c1": 0}, health_path="/metrics")
+    lab = CanaryLab(proxy, None, stable, canary, router)
     try:
         proxy.start()
-        lab.prometheus = start_prometheus(workdir / "prometheus", [f"127.0.0.1:{p}" for p in ports.values()],
-                                          port=free_port())
+        lab.prometheus = start_prometheus(workdir / "prometheus", list(servers.values()), port=free_port())
         lab.reset()
         # Prometheus applies its targets a few seconds after it starts (discovery updates are
         # throttled): until then nothing is scraped, and every query is "no data".
-        lab.prometheus.wait_for_series(f'up{{instance="127.0.0.1:{ports["s1"]}"}} == 1')
+        lab.prometheus.wait_for_series(f'up{{instance="{servers["s1"]}"}} == 1')
     except BaseException:
         lab.stop()
         raise

@@ -1,15 +1,18 @@
-"""Canary steps through a real HAProxy, analysed with a real Prometheus scraping two versions of
+"""Canary steps through a real HAProxy and, separately, a real nginx (the lab's fixture is
+parametrized by router), analysed with a real Prometheus scraping two versions of
 the metrics app (tests/fixtures/canary_lab.py), through the promotion services the DAG's tasks
 call (deploy, then one call per step: take_step, analyse, decide):
 
 - a healthy canary walks 10 -> 50 -> 100; at each step 200 requests through the proxy split as
   configured within +-5 %; the promotion verifies with the new group live and the old one kept;
 - a canary answering 20 % errors fails its analysis at the first step and is rolled back: no
-  request sent after the router took the traffic back reaches the bad version;
-- through Airflow (the shipped DAG file, a real DagBag, dag.test(), Airflow's own REST API): a
-  canary that gets no traffic is inconclusive, its step task waits in `awaiting_input` with the
-  measurements in the request, and the answer of the Airflow user (Roll back) is honoured and
-  recorded with their name.
+  request sent after the router took the traffic back reaches the bad version (nginx: counted
+  from the moment `shift` returned, i.e. its reload confirmed -- new workers up, old ones no
+  longer accepting; requests in flight on the old workers were sent before);
+- through Airflow, HAProxy only (the shipped DAG file, a real DagBag, dag.test(), Airflow's own
+  REST API): a canary that gets no traffic is inconclusive, its step task waits in
+  `awaiting_input` with the measurements in the request, and the answer of the Airflow user
+  (Roll back) is honoured and recorded with their name.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ from stella_operators.promotion.canary import decide, take_step
 from stella_operators.promotion.service import deploy_promotion, verify_promotion
 from stella_operators.promotion.state import PromotionStatus as S
 from stella_operators.release.model import ComponentDigest, Release
-from stella_operators.routing.haproxy import HAProxyRouter, HAProxySettings
 from tests.fixtures.canary_lab import Responses, canary_lab, digest, get  # noqa: F401 - the fixture
 
 APP = "shop"
@@ -57,7 +59,7 @@ environments:
     requires: []
     strategy: canary
     canary:
-      router: {{type: haproxy, settings: {{socket: "{lab.proxy.socket_path}", backend: shop_web}}}}
+      router: {lab.router_block()}
       steps: [10, 50, 100]
       bake_s: 0
       ready_timeout_s: 20
@@ -118,7 +120,7 @@ def world(canary_lab, tmp_path):  # noqa: F811
 def split(lab, n: int = 200) -> dict[str, int]:
     counts: dict[str, int] = {}
     for _ in range(n):
-        status, body = get(lab.proxy.port)
+        status, body = get(lab.port)
         version = body.rsplit(" ", 1)[-1] if status in (200, 500) else body
         counts[version] = counts.get(version, 0) + 1
     return counts
@@ -136,12 +138,12 @@ def test_a_healthy_canary_walks_10_50_100_with_the_configured_split(world):
         share = 100 * counts.get("v2", 0) / 200
         measured.append((step.weight, share, step.distribution))
         assert abs(share - step.weight) <= 5, f"step {k + 1}: {counts} for {step.weight} %"
-        with Responses(lab.proxy.port):
+        with Responses(lab.port):
             report = world.analyse()
         assert report["outcome"] == "pass", report["summary"]
         decide(world.estate, world.ledger, world.key, promo.id, step, lab.targets, decision="advance",
                decided_by="stella", analysis=report)
-    print("measured splits (weight, share of v2 in 200 requests, router):", measured)
+    print(f"{lab.router_type}: measured splits (weight, share of v2 in 200 requests, router):", measured)
     verify_promotion(world.estate, world.ledger, world.key, promo.id, lab.targets)
     assert str(world.ledger.get_promotion(promo.id).status) == "deployed"
     assert lab.stable.running == digest(1)        # kept for the switch-back window
@@ -151,23 +153,14 @@ def test_a_healthy_canary_walks_10_50_100_with_the_configured_split(world):
 
 def test_a_canary_with_20_percent_errors_is_rolled_back_at_the_first_step(world, monkeypatch):
     lab = world.lab
-    back_at: list[float] = []
-
-    class Timed(HAProxyRouter):
-        """The real router; notes when the traffic went back to the stable group."""
-
-        def shift(self, group: str, percent: int) -> None:
-            super().shift(group, percent)
-            if group == "stable" and percent == 100:
-                back_at.append(time.monotonic())
-
-    monkeypatch.setattr(strategies, "router_of", lambda env: Timed(HAProxySettings(
-        socket=str(lab.proxy.socket_path), backend="shop_web")))
+    back_at: list[float] = []   # the real router; notes when the traffic went back to the stable group
+    router_of = strategies.router_of
+    monkeypatch.setattr(strategies, "router_of", lambda env: lab.timed(router_of(env), back_at))
     promo = world.approved(3)
     deploy_promotion(world.estate, world.ledger, world.key, promo.id, lab.targets)
     step = take_step(world.estate, world.ledger, world.key, promo.id, 0, lab.targets)
     assert step.weight == 10
-    with Responses(lab.proxy.port) as traffic:
+    with Responses(lab.port) as traffic:
         report = world.analyse()
         assert report["outcome"] == "fail", report["summary"]
         status = decide(world.estate, world.ledger, world.key, promo.id, step, lab.targets, decision="rollback",
@@ -177,6 +170,8 @@ def test_a_canary_with_20_percent_errors_is_rolled_back_at_the_first_step(world,
     bad = [(t, code, body) for t, code, body in traffic.seen if "v2-bad" in body]
     assert bad, "the bad version got no traffic at 10 %: the test proved nothing"
     after = [(t, code, body) for t, code, body in traffic.seen if t > back_at[0]]
+    print(f"{lab.router_type}: {len(bad)} answers from the bad version before the switch back, "
+          f"{len(after)} requests sent after it")
     assert after and not [x for x in after if "v2-bad" in x[2]], after[:5]
     assert all(code == 200 for _, code, _ in after)
     assert lab.canary.running is None and lab.stable.running == digest(1)
@@ -201,6 +196,7 @@ def _awaiting(dag_id: str, task_id: str):
         return None if ti is None else ti.run_id
 
 
+@pytest.mark.parametrize("canary_lab", ["haproxy"], indirect=True)
 def test_a_canary_without_traffic_waits_for_a_human_whose_choice_is_honoured(
         canary_lab, airflow_api, tmp_path, monkeypatch):  # noqa: F811 - the fixture
     from airflow.dag_processing.dagbag import DagBag
