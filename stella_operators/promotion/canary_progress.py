@@ -85,14 +85,10 @@ class CanaryProgress(BaseModel):
 
 
 def _plan(estate: Estate, promo: Promotion, taken: dict[int, int]) -> list[int]:
-    """The environment's plan; if the estate no longer has it as a canary, the weights recorded."""
-    try:
-        env = estate.environment(promo.environment)
-    except (KeyError, ValueError):
-        env = None
-    if env is not None and env.canary is not None:
-        return list(env.canary.plan())
-    return [taken[k] for k in sorted(taken)]
+    """The environment's plan now; steps taken beyond it (the plan shrank since) are kept."""
+    cs = estate.environment(promo.environment).canary
+    plan = list(cs.plan()) if cs is not None else []
+    return plan + [taken[k] for k in sorted(taken) if k > len(plan)]
 
 
 def _analysis(report: dict[str, Any], count: int) -> StepAnalysis:
@@ -106,21 +102,20 @@ def _analysis(report: dict[str, Any], count: int) -> StepAnalysis:
 
 
 def _is_canary(estate: Estate, promo: Promotion) -> bool:
-    try:
-        return estate.environment(promo.environment).canary is not None
-    except (KeyError, ValueError):
-        return False
+    """(An environment removed from the estate since is not one.)"""
+    return any(e.name == promo.environment and e.canary is not None for e in estate.environments)
 
 
 def canary_progress(estate: Estate, ledger: ReadLedger, promo: Promotion) -> CanaryProgress | None:
-    """The canary's progress of `promo`; None if its environment is no canary and it took no step."""
+    """The canary's progress of `promo`; None if its environment is not a canary environment (in the
+    estate as it is now: the board asks this of every promotion it lists, so no ledger read before)."""
+    if not _is_canary(estate, promo):
+        return None
     deps = ledger.deployments_for(promo.id)
     dep = deps[-1] if deps else None
     events: list[AuditEvent] = ledger.audit_events(strategies.subject(dep.id)) if dep is not None else []
     mine = [e for e in events if e.action in (canary.STEP, canary.SPLIT, canary.ANALYSIS, canary.ASKED,
                                               canary.DECISION)]
-    if not mine and not _is_canary(estate, promo):
-        return None
     taken = {int(e.detail["step"]): int(e.detail["weight"]) for e in mine if e.action == canary.STEP}
     plan = _plan(estate, promo, taken)
     switch = strategies.switch_of(ledger, dep.id) if dep is not None else None
