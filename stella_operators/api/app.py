@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import FastAPI, HTTPException, Path, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from stella_operators.api.evidence_page import render_evidence_page
 from stella_operators.api.ui import APPROVALS_PAGE, RELEASES_PAGE
 from stella_operators.api.views import approval_card, board, evidence_view, why_sentences
+from stella_operators.promotion.canary_progress import CanaryProgress, canary_progress
 from stella_operators.promotion.state import PromotionStatus
 from stella_operators.settings import estate_path
 
@@ -35,6 +36,17 @@ class ApprovalBody(BaseModel):
                                   description="the deployment plan hash you reviewed (`plan.hash` of GET "
                                               "/promotions/{id}); an approval is refused (409) if the live plan "
                                               "differs")
+
+
+class PromotionDetail(BaseModel):
+    """One promotion (the other fields as the list gives them, plus gates, approval attempts, why
+    and, while it waits for approval, the live plan)."""
+
+    model_config = ConfigDict(extra="allow")
+    canary: CanaryProgress | None = Field(
+        None, description="a canary environment's promotion: the step plan, the step it is at and its weight, the "
+                          "split the router last reported, each step's analysis and decision (who made it), and "
+                          "since when a step waits for a human; null for other strategies")
 
 
 class AbortBody(BaseModel):
@@ -114,7 +126,7 @@ def list_promotions(user: GetUserDep,
     return {"promotions": [_promotion_view(ledger, estate, p) for p in promos]}
 
 
-@app.get("/api/v1/promotions/{promotion_id}")
+@app.get("/api/v1/promotions/{promotion_id}", response_model=PromotionDetail)
 def get_promotion(user: GetUserDep, promotion_id: Annotated[str, _ID]) -> dict[str, Any]:
     from stella_operators.ledger import NotFound
     from stella_operators.promotion.why import explain_promotion
@@ -130,6 +142,7 @@ def get_promotion(user: GetUserDep, promotion_id: Annotated[str, _ID]) -> dict[s
         {"approver": a.approver, "decision": a.decision, "counted": a.counted, "refusal": a.refusal,
          "comment": a.comment, "at": a.at.isoformat()} for a in ledger.approvals_for(promotion_id)]
     view["why"] = explain_promotion(estate, ledger, promotion_id)
+    view["canary"] = canary_progress(estate, ledger, promo)
     if str(promo.status) == "awaiting_approval":
         view["plan"] = _live_plan(estate, ledger, promo)
     return view

@@ -99,3 +99,101 @@ def gate_sentence(gate: dict[str, Any]) -> str:
     if gate.get("remedy") and gate.get("verdict") != "pass":
         text += f" To clear it: {gate['remedy'].rstrip('.')}."
     return text
+
+
+# -- canary progress (promotion/canary_progress.py, as JSON) -----------------------------------------
+
+_DONE_BY = {"advance": "advanced", "hold": "held", "rollback": "rolled back"}
+_OUTCOME = {"pass": "passed", "fail": "failed", "inconclusive": "was inconclusive"}
+
+
+def _value(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, int | float) else str(v)
+
+
+def _readings(analysis: dict[str, Any]) -> str:
+    """`error-rate 0.01; latency no data`: each metric's last values."""
+    parts = [f"{m['name']} " + (", ".join(_value(v) for v in m.get("values") or []) or m.get("message") or "no data")
+             for m in analysis.get("metrics") or []]
+    return "; ".join(parts)
+
+
+def _decisions(step: dict[str, Any]) -> str:
+    return ", then ".join(f"{_DONE_BY.get(d['decision'], d['decision'])} by {d['decided_by']}"
+                          for d in step.get("decisions") or [])
+
+
+def canary_step_line(step: dict[str, Any]) -> str:
+    """One step, compact: `step 2 of 3: 50 % (router: 50 %) -- analysis pass: error-rate 0.01 -- advanced by stella`."""
+    text = f"step {step['step']} of {step['of']}: {step['weight']} %"
+    if step["state"] == "pending":
+        return text + " -- not yet"
+    if step.get("router_share") is not None:
+        text += f" (router: {step['router_share']} %)"
+    analysis = step.get("analysis")
+    if analysis:
+        readings = _readings(analysis)
+        text += f" -- analysis {analysis['outcome']}" + (f": {readings}" if readings else "")
+    elif step.get("decisions"):
+        text += " -- no analysis"
+    else:
+        text += " -- baking / analysing"
+    if step.get("decisions"):
+        text += f" -- {_decisions(step)}"
+    if step["state"] == "waiting_for_human":
+        text += " -- waiting for a human"
+    elif step["state"] == "analysing" and step.get("decisions"):
+        text += " -- analysing again"
+    elif step["state"] == "stopped":
+        text += " -- stopped here"
+    return text
+
+
+def canary_label(progress: dict[str, Any]) -> str:
+    """The board cell's few words: `canary 50 %`, `canary 50 %, waiting for a human`."""
+    state, weight = progress["state"], progress.get("current_weight")
+    if weight is None:
+        return "canary starting (0 %)" if state == "starting" else "canary not started"
+    if state == "completed":
+        return "canary done (100 %)"
+    if state == "rolled_back":
+        return f"canary rolled back at {weight} %"
+    return f"canary {weight} %" + (", waiting for a human" if state == "waiting_for_human" else "")
+
+
+def canary_sentences(progress: dict[str, Any]) -> list[str]:
+    """The canary's walk as sentences (`stella why`, the Releases page's "why?")."""
+    plan = " -> ".join(f"{w} %" for w in progress["plan"])
+    state = progress["state"]
+    if state == "not_started":
+        return [f"It is a canary ({plan}); no step has begun."]
+    if state == "starting":
+        return [f"It is a canary ({plan}): the release is going to the idle group, which gets no traffic yet."]
+    out = [f"It is a canary ({plan}), at step {progress['current_step']} of {len(progress['plan'])} "
+           f"({progress['current_weight']} % of new requests to {progress['group']})."
+           if state in ("walking", "waiting_for_human") else
+           f"It was a canary ({plan}); it " + ("reached 100 %." if state == "completed" else
+                                             f"stopped at step {progress['current_step']} "
+                                             f"({progress['current_weight']} %) and was rolled back.")]
+    for step in progress["steps"]:
+        if step["state"] == "pending":
+            continue
+        text = f"Step {step['step']} ({step['weight']} %)"
+        if step.get("router_share") is not None:
+            text += f": the router reported {step['router_share']} % to the new version"
+        analysis = step.get("analysis")
+        if analysis:
+            readings = _readings(analysis)
+            text += (f"; its analysis {_OUTCOME.get(analysis['outcome'], analysis['outcome'])}"
+                     + (f" ({readings})" if readings else ""))
+        if step.get("decisions"):
+            text += f"; {_decisions(step)}"
+        if step["state"] == "waiting_for_human":
+            text += (f"; it waits for a human since {step['waiting_since']} (Airflow's Required Actions: Advance, "
+                     f"Hold or Roll back; no answer by {step['answer_by']} rolls back)")
+        elif step["state"] == "analysing":
+            text += "; baking and analysing" + (" again" if step.get("decisions") else "")
+        elif step["state"] == "stopped":
+            text += "; the canary stopped here"
+        out.append(text + ".")
+    return out

@@ -20,6 +20,7 @@ _STYLE = """
  .msg{margin:.4rem 0;font-weight:600} button{margin-right:.4rem;padding:.3rem .8rem} input{padding:.3rem;width:22rem}
  .plan-unknown{background:#fff8e6;border-left:3px solid #b54708}
  .degraded{color:#b42318;font-weight:600} .why{background:#f5f7fa;padding:.5rem .8rem}
+ .canary{color:#175cd3;font-weight:600} .canary-steps{font-size:.85rem;background:#f5f9ff;padding:.3rem .8rem}
 """
 
 _COMMON_JS = """
@@ -186,6 +187,8 @@ function cell(c){
   if (c === undefined) return '<td class="muted">n/a</td>';
   if (c === null) return '<td>-</td>';
   let h = '<td>' + (c.name ? '<b>'+esc(c.name)+'</b>' : '<span class="muted">no verified release</span>');
+  if (c.canary) h += '<div class="canary" data-canary="'+esc(c.canary.promotion_id)+'">'+esc(c.canary.label)+
+    (c.canary.waiting_since ? ' since '+esc(when(c.canary.waiting_since)) : '')+'</div>';
   if (c.degraded) h += ' <span class="degraded">degraded</span><div class="err t">'+c.problems.map(esc).join('<br>')+'</div>';
   if (c.drift) h += '<div class="t'+(c.drift.status === 'drift' && !c.drift.superseded ? ' err' : ' muted')+'">drift check '+
     esc(when(c.drift.checked_at))+': '+(c.drift.status === 'ok' ? 'no drift' : 'DRIFT'+(c.drift.superseded ? ' (since redeployed)' : ''))+'</div>';
@@ -208,12 +211,15 @@ async function load(){
     <td>${esc(p.release)}</td>
     <td class="s-${esc(p.status)}">${esc(p.status.replace('_',' '))}
         ${(p.manual_changes||[]).map(m=>'<br><span class="manual" title="'+esc(m)+'">&#9888; changed by hand</span>').join('')}
-        ${ENDED.has(p.status) ? '<br><a href="#" data-why="'+esc(p.id)+'">why?</a>' : ''}</td>
+        ${ENDED.has(p.status) || p.canary ? '<br><a href="#" data-why="'+esc(p.id)+'">why?</a>' : ''}</td>
     <td>${esc(p.approved_by.join(', ') || '-')}</td>
     <td>${p.gates.map(g=>'<span class="g-'+esc(g.verdict)+'">'+esc(g.name)+': '+esc(g.verdict)+'</span>'+(g.reasons.length?' ('+esc(g.reasons.join(', '))+')':'')).join('<br>')}</td>
     <td>${p.evidence.map(ev=>'<a href="/stella/ui/evidence/'+encodeURIComponent(ev.id)+'">'+esc(ev.type.replace('_',' '))+'</a> ' +
         '<a class="muted" href="/stella/api/v1/evidence/'+encodeURIComponent(ev.id)+'">json</a>').join('<br>')}
         ${p.evidence.length ? '<br><a class="bundle" href="/stella/api/v1/promotions/'+encodeURIComponent(p.id)+'/bundle">bundle (tar)</a>' : ''}</td></tr>
+    ${p.canary ? '<tr class="canary-row" id="canary-'+esc(p.id)+'"><td class="canary">'+esc(p.canary.label)+
+      (p.canary.waiting_since ? '<br>since '+esc(when(p.canary.waiting_since)) : '')+'</td><td colspan="6" class="canary-steps">'+
+      p.canary.lines.map(esc).join('<br>')+'</td></tr>' : ''}
     <tr id="why-${esc(p.id)}" hidden><td></td><td colspan="6" class="why"></td></tr>`).join('');
   document.querySelectorAll('a[data-why]').forEach(a => a.onclick = (ev) => { ev.preventDefault(); why(a.dataset.why); });
 }

@@ -11,6 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from stella_operators.api.sentences import (
+    canary_label,
+    canary_sentences,
+    canary_step_line,
     ended_sentence,
     gate_sentence,
     refusal_sentence,
@@ -20,6 +23,7 @@ from stella_operators.approvals.service import approval_state, effective_require
 from stella_operators.drift.service import last_drift_check
 from stella_operators.evidence.envelope import Verification, verify_evidence
 from stella_operators.evidence.trust import TrustStore, TrustStoreError
+from stella_operators.promotion.canary_progress import canary_progress
 from stella_operators.promotion.overrides import change_sentence, manual_changes
 from stella_operators.promotion.state import PromotionStatus as S
 from stella_operators.promotion.why import last_transition, not_passed
@@ -117,6 +121,10 @@ def why_sentences(estate: Estate, ledger: ReadLedger, promo: Promotion, *,
     with `plan` (a waiting promotion's live plan), what approving it would change, per target."""
     sentences = [gate_sentence(b) for b in not_passed([v for v, _ in ledger.gate_verdicts_for(promo.id)])]
     status = str(promo.status)
+    canary = canary_progress(estate, ledger, promo)
+    walking = canary is not None and canary.state != "not_started"
+    if canary is not None and walking:
+        sentences += canary_sentences(canary.model_dump(mode="json"))
     if promo.status == S.AWAITING_APPROVAL:
         st = approval_state(estate, ledger, promo.id)
         _, groups = effective_requirement(estate, promo)
@@ -133,6 +141,8 @@ def why_sentences(estate: Estate, ledger: ReadLedger, promo: Promotion, *,
         comments = [a for a in ledger.approvals_for(promo.id) if a.counted and a.decision == "reject" and a.comment]
         for a in comments:
             sentences.append(f"{a.approver} wrote: \u201c{a.comment}\u201d")
+    elif promo.status in (S.DEPLOYING, S.VERIFYING) and walking:
+        pass  # the canary's sentences say where it stands
     elif promo.status in (S.APPROVED, S.DEPLOYING, S.VERIFYING):
         by = approved_by(ledger, promo)
         sentences.append("It is approved" + (f" by {', '.join(by)}" if by else "")
@@ -193,6 +203,8 @@ def target_states(estate: Estate, ledger: ReadLedger, app: str, env_name: str,
             continue
         for dep in ledger.deployments_for(promo.id):
             for tr in dep.targets:
+                if tr.status == "unchanged" and not tr.digests:
+                    continue  # not touched (blue-green / canary: the other group): its earlier result stands
                 if tr.target not in last or tr.recorded_at > last[tr.target][0].recorded_at:
                     last[tr.target] = (tr, promo)
     releases = {}
@@ -231,6 +243,9 @@ def environment_cell(estate: Estate, ledger: ReadLedger, app: str, env_name: str
     if rel is None and all(t["result"] is None for t in targets) and drift is None:
         return None
     problems = []
+    canary = canary_in_progress(estate, ledger, app, env_name, recent)
+    # A canary walking: its release on its group is expected, not a disagreement between hosts.
+    walking = ledger.get_release(ledger.get_promotion(canary["promotion_id"]).release_id).name if canary else None
     if drift is not None and drift["status"] == "drift" and not drift["superseded"]:
         problems.append(f"drift found {drift['checked_at']}: " + "; ".join(drift["findings"]))
     for t in targets:
@@ -238,14 +253,16 @@ def environment_cell(estate: Estate, ledger: ReadLedger, app: str, env_name: str
             continue  # never deployed, or an idle A/B group (its workloads stopped on purpose)
         if t.get("runs_nothing"):
             problems.append(f"{t['target']} runs nothing (last result: {t['result'].replace('_', ' ')})")
-        elif rel is not None and t["release"] != rel.name:
+        elif rel is not None and t["release"] != rel.name and not (walking and t["release"] == walking):
             problems.append(f"{t['target']} runs {t['release'] or 'other digests'}, not {rel.name}")
         elif not t["healthy"] and t["release"] is None:
             problems.append(f"{t['target']}: last result {t['result'].replace('_', ' ')}")
     releases_seen = {t["release"] for t in targets if t["result"] not in (None, "stopped")}
+    releases_seen -= {walking} if walking else set()
     if len(releases_seen) > 1 and not problems:
         problems.append("its targets run different releases: " + ", ".join(sorted(str(r) for r in releases_seen)))
-    cell: dict[str, Any] = {"targets": targets, "degraded": bool(problems), "problems": problems, "drift": drift}
+    cell: dict[str, Any] = {"targets": targets, "degraded": bool(problems), "problems": problems, "drift": drift,
+                            "canary": canary}
     if rel is not None:
         cell.update({"release_id": rel.id, "name": rel.name, "content_hash": rel.content_hash,
                      "components": [{"name": c.name, "ref": c.ref, "tag": c.tag, "digest": c.digest}
@@ -253,6 +270,29 @@ def environment_cell(estate: Estate, ledger: ReadLedger, app: str, env_name: str
     else:
         cell.update({"release_id": None, "name": None, "components": []})
     return cell
+
+
+def canary_in_progress(estate: Estate, ledger: ReadLedger, app: str, env_name: str,
+                       recent: list[Promotion]) -> dict[str, Any] | None:
+    """The canary walking in this environment now (the newest deploying promotion), for the board cell."""
+    promo = next((p for p in recent if p.app == app and p.environment == env_name and p.status == S.DEPLOYING), None)
+    progress = canary_progress(estate, ledger, promo) if promo is not None else None
+    if promo is None or progress is None:
+        return None
+    data = progress.model_dump(mode="json")
+    return {"promotion_id": promo.id, "state": progress.state, "step": progress.current_step,
+            "of": len(progress.plan), "weight": progress.current_weight, "distribution": data["distribution"],
+            "waiting_since": data["waiting_for_human_since"], "label": canary_label(data)}
+
+
+def timeline_canary(estate: Estate, ledger: ReadLedger, promo: Promotion) -> dict[str, Any] | None:
+    """A promotion's canary on the timeline: its state and one compact line per step begun."""
+    progress = canary_progress(estate, ledger, promo)
+    if progress is None or progress.state == "not_started":
+        return None
+    data = progress.model_dump(mode="json")
+    return {"state": progress.state, "label": canary_label(data), "waiting_since": data["waiting_for_human_since"],
+            "lines": [canary_step_line(s) for s in data["steps"] if s["state"] != "pending"]}
 
 
 def board(estate: Estate, ledger: ReadLedger, limit: int = 30) -> dict[str, Any]:
@@ -273,7 +313,8 @@ def board(estate: Estate, ledger: ReadLedger, limit: int = 30) -> dict[str, Any]
             "evidence": [{"id": ev.id, "type": str(ev.type)} for ev in ledger.evidence_for(promotion_id=p.id)],
             "gates": [{"name": v.gate_name, "verdict": str(v.verdict), "reasons": list(v.reasons)}
                       for v, _ in ledger.gate_verdicts_for(p.id)],
-            "manual_changes": [change_sentence(c, str(p.status)) for c in manual_changes(ledger, p.id)]})
+            "manual_changes": [change_sentence(c, str(p.status)) for c in manual_changes(ledger, p.id)],
+            "canary": timeline_canary(estate, ledger, p)})
     return {"environments": [e.name for e in estate.environments], "apps": list(cells), "deployed": cells,
             "timeline": timeline, "pending_approvals": len(ledger.promotions_with_status("awaiting_approval"))}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from stella_operators.api.sentences import refusal_sentence
+from stella_operators.api.sentences import canary_sentences, refusal_sentence
 from stella_operators.approvals.policy import PLAN_CHANGED
 from stella_operators.cli.common import (
     API_URL,
@@ -35,6 +35,8 @@ def cmd_status(args) -> int:
                 continue
             shown = (f"{cell['name']} ({cell['release_id']}) " + " ".join(c["ref"] for c in cell["components"])
                      if cell["name"] else "no verified release")
+            if cell.get("canary"):
+                shown += f"  {cell['canary']['label'].upper()} (promotion {cell['canary']['promotion_id']})"
             if cell["degraded"]:
                 shown += "  DEGRADED: " + "; ".join(cell["problems"])
             print(f"{app.name:20} {env.name:12} {shown}")
@@ -57,6 +59,7 @@ def cmd_why(args) -> int:
     from stella_operators.api.views import plan_sentences, why_sentences
     from stella_operators.approvals.plans import live_plan
     from stella_operators.estate.loader import load_estate
+    from stella_operators.promotion.canary_progress import canary_progress  # here: CLI start-up stays light
     from stella_operators.promotion.why import explain_promotion
     from stella_operators.targets.registry import build_target
 
@@ -70,6 +73,11 @@ def cmd_why(args) -> int:
     if "ended" in out:  # how it ended as sentences (as on the Releases page), not the raw audit detail
         ended = ["  " + s for s in why_sentences(estate, ledger, ledger.get_promotion(args.promotion))]
         lines = [line for line in lines if not line.startswith("  ended by ")] + ended
+    else:  # a canary's walk (its sentences are part of why_sentences above when it ended)
+        progress = canary_progress(estate, ledger, promo)
+        if progress is not None and progress.state != "not_started":
+            lines = [line for line in lines if line != "  nothing blocks it"]
+            lines += ["  " + s for s in canary_sentences(progress.model_dump(mode="json"))]
     print("\n".join(lines))
     return 0
 

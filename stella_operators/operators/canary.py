@@ -145,6 +145,9 @@ class CanaryStepOperator(PromotionStepOperator):
             subject=f"Canary of {self.app} in {self.environment}: step {step.step} ({step.weight} %) is "
                     "inconclusive",
             body=ask_body(step.to_dict(), report, cs.ask_timeout_s), assigned_users=None)
+        from stella_operators.promotion.canary import record_ask
+
+        record_ask(self.ledger, step, cs.ask_timeout_s)   # the Releases page says "waiting for a human since"
         self.log.info("ASKING a human (Required Actions): Advance / Hold / Roll back; no answer within %.0f s rolls "
                       "back", cs.ask_timeout_s)
         raise TaskAwaitingInput(method_name="after_answer", timeout=timedelta(seconds=cs.ask_timeout_s))

@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 STEP = "deployment.canary_step"
 ANALYSIS = "deployment.canary_analysis"
 DECISION = "deployment.canary_decision"
+SPLIT = "deployment.canary_split"        # the split read back from the router when a step was set
+ASKED = "deployment.canary_asked"        # the step task parked asking a human (Airflow HITL)
 DECISIONS = ("advance", "hold", "rollback")
 
 
@@ -133,6 +135,8 @@ def take_step(estate: Estate, ledger: DeployLedger, key: SigningKey, promotion_i
     except (RouterError, CanaryError, DeploymentFailed) as exc:
         report = abort(estate, ledger, key, promotion_id, targets, reason=f"canary step {step + 1} ({weight} %): {exc}")
         raise CanaryStopped(f"canary step {step + 1} ({weight} %) could not be set: {exc}; {_said(report)}") from exc
+    ledger.audit("stella", SPLIT, strategies.subject(dep.id),
+                 {"step": step + 1, "weight": weight, "distribution": dist})
     log.info("canary step %d: the router reports %s", step + 1, dist)
     return StepReport(step + 1, len(plan), weight, group, previous, dist, dep.id)
 
@@ -180,6 +184,12 @@ def query_values(estate: Estate, ledger: DeployLedger, promotion_id: str, step: 
 def record_analysis(ledger: DeployLedger, step: StepReport, report: dict[str, Any]) -> None:
     """The step's analysis report, kept for the decision that may come later (a human's)."""
     ledger.audit("stella", ANALYSIS, strategies.subject(step.deployment_id), {"step": step.step, "report": report})
+
+
+def record_ask(ledger: DeployLedger, step: StepReport, timeout_s: float) -> None:
+    """The step task now waits for a human's answer (no answer within `timeout_s` rolls back)."""
+    ledger.audit("stella", ASKED, strategies.subject(step.deployment_id),
+                 {"step": step.step, "weight": step.weight, "timeout_s": timeout_s})
 
 
 def last_analysis(ledger: DeployLedger, step: StepReport) -> dict[str, Any] | None:

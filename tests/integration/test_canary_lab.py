@@ -34,6 +34,7 @@ from stella_operators.evidence import SigningKey
 from stella_operators.ledger import Ledger
 from stella_operators.promotion import strategies
 from stella_operators.promotion.canary import decide, take_step
+from stella_operators.promotion.canary_progress import canary_progress
 from stella_operators.promotion.service import deploy_promotion, verify_promotion
 from stella_operators.promotion.state import PromotionStatus as S
 from stella_operators.release.model import ComponentDigest, Release
@@ -240,6 +241,9 @@ def test_a_canary_without_traffic_waits_for_a_human_whose_choice_is_honoured(
             time.sleep(1.5)  # not within a second of parking (TEST-ESTATE.md)
             url = f"/api/v2/dags/{dag.dag_id}/dagRuns/{run_id}/taskInstances/{STEP_1}/-1/hitlDetails"
             answered["request"] = airflow_api.request("GET", url, user="bob").json()
+            waiting = ledger.latest_promotion(APP, "live")   # what the Releases page and `stella why` read
+            answered["canary"] = airflow_api.request("GET", f"/stella/api/v1/promotions/{waiting.id}",
+                                                     user="bob").json()["canary"]
             r = airflow_api.request("PATCH", url, user="bob", json={"chosen_options": ["Roll back"]})
             answered["status"], answered["answer"] = r.status_code, r.text
 
@@ -266,3 +270,10 @@ def test_a_canary_without_traffic_waits_for_a_human_whose_choice_is_honoured(
     assert decisions and decisions[-1].actor == "bob"
     assert lab.canary.running is None and lab.stable.running == digest(1)
     assert split(lab, 20) == {"v1": 20}
+    # While the task was parked, the promotion's detail said so; afterwards it names who decided.
+    asked = answered["canary"]
+    assert asked["state"] == "waiting_for_human" and asked["waiting_for_human_since"], asked
+    assert asked["steps"][0]["analysis"]["outcome"] == "inconclusive" and asked["steps"][0]["router_share"] == 10
+    after = canary_progress(estate_for(lab), ledger, promo)
+    assert after is not None and after.state == "rolled_back" and after.waiting_for_human_since is None
+    assert [(d.decision, d.decided_by) for d in after.steps[0].decisions] == [("rollback", "bob")]

@@ -69,3 +69,23 @@ def test_why_says_how_a_promotion_ended_in_sentences(tmp_path):
         f"promotion {failed.id}: shop -> dev, status failed",
         ("  The deployment failed: Failed to establish connection to any given Docker hosts "
          "(on one of dev-1, dev-2, in dev).")]
+
+
+def test_why_and_status_tell_where_a_canary_stands(tmp_path, monkeypatch):
+    from tests.unit.promotion.test_canary_progress import waiting_canary
+
+    fleet, promo = waiting_canary(tmp_path, monkeypatch)
+    fleet.ledger.close()
+    out = stella(tmp_path, "why", promo.id, "--estate", "estate.yaml")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        f"promotion {promo.id}: shop -> prod, status deploying",
+        "  It is a canary (10 % -> 50 % -> 100 %), at step 2 of 3 (50 % of new requests to canary).",
+        "  Step 1 (10 %): the router reported 10 % to the new version; its analysis passed (error-rate 0.01); "
+        "advanced by stella.",
+        "  Step 2 (50 %): the router reported 50 % to the new version; its analysis was inconclusive (error-rate "
+        "no data); it waits for a human since 2026-03-02T09:05:00Z (Airflow's Required Actions: Advance, Hold or "
+        "Roll back; no answer by 2026-03-02T09:15:00Z rolls back)."]
+    status = stella(tmp_path, "status", "--estate", "estate.yaml")
+    assert status.returncode == 0, status.stderr
+    assert f"CANARY 50 %, WAITING FOR A HUMAN (promotion {promo.id})" in status.stdout.splitlines()[0]
