@@ -248,16 +248,21 @@ def environment_cell(estate: Estate, ledger: ReadLedger, app: str, env_name: str
     walking = ledger.get_release(ledger.get_promotion(canary["promotion_id"]).release_id).name if canary else None
     if drift is not None and drift["status"] == "drift" and not drift["superseded"]:
         problems.append(f"drift found {drift['checked_at']}: " + "; ".join(drift["findings"]))
+    two_groups = estate.environment(env_name).strategy in ("blue_green", "canary")
+    # An idle group is no problem: A/B's group A (its workloads stopped on purpose), or a blue-green /
+    # canary group put back to running nothing after its deployment failed.
+    idle = {t["target"] for t in targets if t.get("runs_nothing") and (
+        t["result"] == "stopped" or (two_groups and t["result"] == "rolled_back"))}
     for t in targets:
-        if t["result"] is None or (t["result"] == "stopped" and t.get("runs_nothing")):
-            continue  # never deployed, or an idle A/B group (its workloads stopped on purpose)
+        if t["result"] is None or t["target"] in idle:
+            continue
         if t.get("runs_nothing"):
             problems.append(f"{t['target']} runs nothing (last result: {t['result'].replace('_', ' ')})")
         elif rel is not None and t["release"] != rel.name and not (walking and t["release"] == walking):
             problems.append(f"{t['target']} runs {t['release'] or 'other digests'}, not {rel.name}")
         elif not t["healthy"] and t["release"] is None:
             problems.append(f"{t['target']}: last result {t['result'].replace('_', ' ')}")
-    releases_seen = {t["release"] for t in targets if t["result"] not in (None, "stopped")}
+    releases_seen = {t["release"] for t in targets if t["result"] is not None and t["target"] not in idle}
     releases_seen -= {walking} if walking else set()
     if len(releases_seen) > 1 and not problems:
         problems.append("its targets run different releases: " + ", ".join(sorted(str(r) for r in releases_seen)))

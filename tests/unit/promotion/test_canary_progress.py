@@ -215,3 +215,28 @@ def test_the_board_cell_says_canary_not_degraded_while_a_second_release_walks(fl
     assert {t["target"]: t["release"] for t in cell["targets"]} == {
         "h1": "shop-3.0.0", "h2": "shop-3.0.0", "h3": "shop-2.0.0", "h4": "shop-2.0.0", "h5": "shop-2.0.0"}
     assert not cell["degraded"], cell["problems"]
+
+
+def test_a_canary_rolled_back_on_a_group_that_ran_nothing_leaves_the_environment_healthy(tmp_path, clock,
+                                                                                        monkeypatch):
+    """The demo's prod: the first release walked to green; the next one, on blue (which ran nothing),
+    failed its first step. Blue runs nothing again, as before: that is not a degraded environment."""
+    from stella_operators.promotion import strategies as strategies_module
+    from tests.unit.promotion.test_canary import Recorder
+
+    f = Fleet(tmp_path, clock, groups=GROUPS, **CANARY)
+    f.router = Recorder({"h1": 1, "h2": 1, "h3": 0, "h4": 0, "h5": 0}, [])
+    monkeypatch.setattr(strategies_module, "router_of", lambda env: f.router)
+    first = begin(f)
+    for k in range(3):
+        step(f, first, k, "pass", 0.01, decision="advance")
+    f.verify(first)
+    second = begin(f)
+    assert {n for n, r in f.running().items() if r.get("web")} == {"h1", "h2", "h3", "h4", "h5"}
+    step(f, second, 0, "fail", 0.2, decision="rollback")
+    assert str(f.ledger.get_promotion(second.id).status) == "rolled_back"
+    assert {n for n, r in f.running().items() if r.get("web")} == {"h3", "h4", "h5"}
+    cell = board(f.estate, f.ledger)["deployed"]["shop"]["prod"]
+    assert not cell["degraded"], cell["problems"]
+    assert cell["canary"] is None
+    f.ledger.close()
