@@ -47,6 +47,20 @@ def live_group(router: Router, route: Route) -> str | None:
     return best if dist.get(best, 0) > 0 else None
 
 
+def live_and_idle(groups: dict[str, list[tuple[Target, TargetPlan]]], router: Router, route: Route,
+                  strategy: str) -> tuple[str | None, str]:
+    """Check `groups` against the route, take the route on the router and check it there; then the
+    group serving now (None: no group) and the idle one that gets the release."""
+    if set(groups) != set(route.groups) or len(groups) != 2:
+        raise ValueError(f"{strategy} needs the two route groups {sorted(route.groups)}, got {sorted(groups)}")
+    router.configure(route)
+    problems = router.validate()
+    if problems:
+        raise RouterError(f"{router.name}: " + "; ".join(problems))
+    live = live_group(router, route)
+    return live, next(g for g in route.groups if g != live)
+
+
 def run_blue_green(groups: dict[str, list[tuple[Target, TargetPlan]]], router: Router, route: Route, *,
                    max_parallel: int = 4, timeout_s: float = 600, cleanup_timeout_s: float = 300,
                    ready_timeout_s: float = 60, poll_s: float = 0.2,
@@ -55,14 +69,7 @@ def run_blue_green(groups: dict[str, list[tuple[Target, TargetPlan]]], router: R
     """Steps 1-4 of the module docstring. `groups` maps each route group to its (target, plan) pairs.
     `on_switch(group, previous_group)` is called just before traffic moves (to record it first)."""
     t0 = time.monotonic()
-    if set(groups) != set(route.groups) or len(groups) != 2:
-        raise ValueError(f"blue-green needs the two route groups {sorted(route.groups)}, got {sorted(groups)}")
-    router.configure(route)
-    problems = router.validate()
-    if problems:
-        raise RouterError(f"{router.name}: " + "; ".join(problems))
-    live = live_group(router, route)
-    idle = next(g for g in route.groups if g != live)
+    live, idle = live_and_idle(groups, router, route, "blue-green")
     log.info("blue-green: %s is live, deploying to %s", live or "no group", idle)
     untouched = [TargetOutcome(target=t.name, status="unchanged") for g, ps in groups.items() if g != idle
                  for t, _ in ps]

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from stella_operators.deploy.blue_green import _restore_group, _safe_distribution, live_group
+from stella_operators.deploy.blue_green import _restore_group, _safe_distribution, live_and_idle
 from stella_operators.deploy.canary_plan import targets_for
 from stella_operators.deploy.engine import DeploymentOutcome, TargetOutcome, run_deployment
 from stella_operators.routing.contract import Route, Router, RouterError, wait_until_healthy
@@ -48,14 +48,7 @@ def begin_canary(groups: dict[str, list[tuple[Target, TargetPlan]]], router: Rou
     """Deploy to the idle group and make it ready with 0 % of the traffic. `on_begin(group,
     previous_group)` runs before anything changes (to record where traffic must go back to)."""
     t0 = time.monotonic()
-    if set(groups) != set(route.groups) or len(groups) != 2:
-        raise ValueError(f"a canary needs the two route groups {sorted(route.groups)}, got {sorted(groups)}")
-    router.configure(route)
-    problems = router.validate()
-    if problems:
-        raise RouterError(f"{router.name}: " + "; ".join(problems))
-    live = live_group(router, route)
-    idle = next(g for g in route.groups if g != live)
+    live, idle = live_and_idle(groups, router, route, "a canary")
     share = router.distribution().get(idle, 0)
     if live is not None and share:
         # Two groups both serving: an unfinished canary. Deploying over one would cut its traffic.
