@@ -31,6 +31,7 @@ from stella_operators.promotion.state import PromotionStatus as S
 from stella_operators.release.model import ComponentDigest, Release
 from stella_operators.targets.docker.target import DockerTarget
 from tests.fixtures.ab_lab import AB_HOSTS, ab_lab  # noqa: F401 - the fixture
+from tests.integration.dag_runs import return_value, ti_states
 
 pytestmark = pytest.mark.root
 APP = "worker"
@@ -105,22 +106,6 @@ class Sampler(threading.Thread):
             self.halt.wait(0.1)
 
 
-def _states(dr) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
-
-
-def _xcom(dr, task_id: str):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        return session.scalar(select(XComModel.value).where(XComModel.dag_id == dr.dag_id,
-                                                            XComModel.run_id == dr.run_id,
-                                                            XComModel.task_id == task_id,
-                                                            XComModel.key == "return_value"))
-
-
 def test_through_airflow_each_stage_is_a_task_and_the_fleet_never_drops_below_its_size(
         ab_lab, images, clean, tmp_path, monkeypatch, airflow_db):  # noqa: F811 - the fixture
     from airflow.dag_processing.dagbag import DagBag
@@ -142,8 +127,8 @@ def test_through_airflow_each_stage_is_a_task_and_the_fleet_never_drops_below_it
     assert deploy_tasks == ["deploy.stage_1", "deploy.stage_2", "deploy.roll_back_if_left"]
 
     first = dag.test(run_conf={"release": f"{APP}-ab-1", "reason": "workers start on group a"})
-    assert first.state == "success", _states(first)
-    assert _xcom(first, "deploy.stage_1")["group"] == "a"        # nobody ran it: the first group listed
+    assert first.state == "success", ti_states(first)
+    assert return_value(first, "deploy.stage_1")["group"] == "a"        # nobody ran it: the first group listed
     assert {h: runs(clean, h) for h in AB_HOSTS} == {"a1": {"consume": images["1"]}, "a2": {"consume": images["1"]},
                                                      "b1": {}, "b2": {}}
 
@@ -154,12 +139,12 @@ def test_through_airflow_each_stage_is_a_task_and_the_fleet_never_drops_below_it
     finally:
         sampler.halt.set()
         sampler.join(10)
-    states = _states(second)
+    states = ti_states(second)
     assert second.state == "success", states
     assert {k: states[k] for k in ("deploy.stage_1", "deploy.stage_2", "verify")} == dict.fromkeys(
         ("deploy.stage_1", "deploy.stage_2", "verify"), "success")
     assert states["deploy.roll_back_if_left"] == "skipped"
-    stage_1, stage_2 = _xcom(second, "deploy.stage_1"), _xcom(second, "deploy.stage_2")
+    stage_1, stage_2 = return_value(second, "deploy.stage_1"), return_value(second, "deploy.stage_2")
     assert (stage_1["group"], stage_1["previous_group"], stage_1["stage"]) == ("b", "a", 1)
     assert (stage_1["started"], stage_1["stopped"], stage_1["healthy_share"]) == (["b1"], ["a1"], 100)
     assert (stage_2["started"], stage_2["stopped"], stage_2["stage"]) == (["b2"], ["a2"], 2)

@@ -44,6 +44,7 @@ from stella_operators.routing.nginx_upstream import ServerState, render_upstream
 from stella_operators.targets.docker.target import DockerTarget
 from tests.fixtures.routers import ensure_router_type
 from tests.fixtures.strategies_lab import strategies_lab  # noqa: F401 - the fixture
+from tests.integration.dag_runs import return_value, ti_states
 
 pytestmark = pytest.mark.root
 APP = "shop"
@@ -393,22 +394,6 @@ def rolling_dags(strategies_lab, tmp_path_factory, airflow_db):  # noqa: F811 - 
     mp.undo()
 
 
-def _ti_states(dr) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
-
-
-def _xcom(dr, task_id: str):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        return session.scalar(select(XComModel.value).where(XComModel.dag_id == dr.dag_id,
-                                                            XComModel.run_id == dr.run_id,
-                                                            XComModel.task_id == task_id,
-                                                            XComModel.key == "return_value"))
-
-
 def test_the_grid_shows_each_batch_and_each_targets_result(strategies_lab, images, rolling_dags):  # noqa: F811
     from stella_operators.hooks.ledger import LedgerHook
 
@@ -420,16 +405,16 @@ def test_the_grid_shows_each_batch_and_each_targets_result(strategies_lab, image
         assert release.test(run_conf={"name": f"shop-{tag}", "web": tag}).state == "success"
 
     dr = dag.test(run_conf={"release": "shop-strategies-1", "reason": "rolling through the grid"})
-    assert dr.state == "success", _ti_states(dr)
-    states = _ti_states(dr)
+    assert dr.state == "success", ti_states(dr)
+    states = ti_states(dr)
     assert {k: states[k] for k in ("deploy.batch_1", "deploy.batch_2", "verify")} == dict.fromkeys(
         ("deploy.batch_1", "deploy.batch_2", "verify"), "success")
     assert states["deploy.roll_back_if_left"] == "skipped"
     # each batch task reports its own targets' results (XCom, and one log line per target)
-    assert set(_xcom(dr, "deploy.batch_1")["targets"]) == {"r1", "r2"}
-    assert set(_xcom(dr, "deploy.batch_1")["targets"].values()) <= {"deployed", "unchanged"}
-    assert _xcom(dr, "deploy.batch_1")["batch"] == 1 and _xcom(dr, "deploy.batch_2")["batch"] == 2
-    assert set(_xcom(dr, "deploy.batch_2")["targets"]) == {"r3"}
+    assert set(return_value(dr, "deploy.batch_1")["targets"]) == {"r1", "r2"}
+    assert set(return_value(dr, "deploy.batch_1")["targets"].values()) <= {"deployed", "unchanged"}
+    assert return_value(dr, "deploy.batch_1")["batch"] == 1 and return_value(dr, "deploy.batch_2")["batch"] == 2
+    assert set(return_value(dr, "deploy.batch_2")["targets"]) == {"r3"}
     assert ledger.deployed_release(APP, "prod").name == "shop-strategies-1"
 
     # batch 2's host loses the registry: batch 1 is rolled back, the grid says where it failed
@@ -440,12 +425,12 @@ def test_the_grid_shows_each_batch_and_each_targets_result(strategies_lab, image
         dr = dag.test(run_conf={"release": "shop-strategies-3", "reason": "batch 2 will fail"})
     finally:
         subprocess.run(["ip", "netns", "exec", ns, "iptables", "-D", *block], check=False)
-    states = _ti_states(dr)
+    states = ti_states(dr)
     assert dr.state == "failed"
     assert states["deploy.batch_1"] == "success" and states["deploy.batch_2"] == "failed", states
     assert states["verify"] == "upstream_failed"
     assert states["deploy.roll_back_if_left"] == "success"   # ran, found the promotion already rolled back
-    assert _xcom(dr, "deploy.roll_back_if_left")["status"] == "rolled_back"
+    assert return_value(dr, "deploy.roll_back_if_left")["status"] == "rolled_back"
     assert ledger.latest_promotion(APP, "prod").status == "rolled_back"
     clients = {n: docker.APIClient(base_url=lab.hosts[n].engine_url, timeout=30) for n in ("r1", "r2", "r3")}
     for n, client in clients.items():
@@ -490,14 +475,15 @@ def test_blue_green_through_airflow_retires_the_previous_set_after_the_window(
                 assert bag.get_dag("stella_release__shop").test(
                     run_conf={"name": f"shop-{tag}", "web": tag}).state == "success"
         first = dag.test(run_conf={"release": "shop-strategies-1", "reason": "blue first"})
-        assert first.state == "success", _ti_states(first)
-        assert _xcom(first, "deploy")["group"] == "blue"
-        assert _xcom(first, "retire_previous_set")["removed"] == []      # nothing served before
+        assert first.state == "success", ti_states(first)
+        assert return_value(first, "deploy")["group"] == "blue"
+        assert return_value(first, "retire_previous_set")["removed"] == []      # nothing served before
         started = time.monotonic()
         second = dag.test(run_conf={"release": "shop-strategies-2", "reason": "switch to green"})
-        assert second.state == "success", _ti_states(second)
-        assert _xcom(second, "deploy")["group"] == "green" and _xcom(second, "deploy")["previous_group"] == "blue"
-        assert _xcom(second, "retire_previous_set")["removed"] == ["b1"]
+        assert second.state == "success", ti_states(second)
+        deployed = return_value(second, "deploy")
+        assert deployed["group"] == "green" and deployed["previous_group"] == "blue"
+        assert return_value(second, "retire_previous_set")["removed"] == ["b1"]
         assert time.monotonic() - started >= 4        # it waited for the switch-back window (4 s)
         assert clients["b1"].containers(all=True, filters={"label": f"stella.app={APP}"}) == []
         assert _get(proxy) == (200, "strategies-2\n")
